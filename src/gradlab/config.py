@@ -1,0 +1,110 @@
+"""Structured configs (a typo'd key fails at once) and the semantic checks, all in one place."""
+
+from dataclasses import dataclass, field
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from gradlab.activations import ACTIVATIONS
+from gradlab.data import DATASETS, TOY_KINDS
+from gradlab.inits import INITS
+from gradlab.losses import LOSSES
+
+LOGGER_MODES = ("offline", "online", "disabled")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "digits"
+    loss: str = "cross_entropy"  # the loss this data set trains with, unless `loss` is given
+    test_fraction: float = 0.2  # digits and toy: the held-out share of a seeded split
+    kind: str = "moons"  # toy: moons | xor
+    n_samples: int = 1000  # toy
+    noise: float = 0.2  # toy
+
+
+@dataclass
+class LoggerConfig:
+    mode: str = "offline"  # offline | online | disabled; the WANDB_MODE environment variable wins
+    project: str = "gradlab"
+    entity: str | None = None
+
+
+@dataclass
+class Config:
+    depth: int = 10
+    width: int = 64
+    activation: str = "sigmoid"
+    init: str = "xavier_uniform"
+    init_gain: float = 1.0
+    lr: float = 0.1
+    momentum: float = 0.9
+    epochs: int = 10
+    batch_size: int = 100
+    seed: int = 0
+    log_every: int = 5
+    clip_grad_norm: float | None = None
+    loss: str | None = None
+    device: str = "cpu"
+    data_dir: str = "data"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="gradlab_schema", node=Config)
+
+
+class ConfigError(ValueError):
+    """A bad config value: the message names the key, the bad value and what is allowed."""
+
+
+def _one_of(key: str, value: object, allowed: object) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; expected one of: {', '.join(map(str, allowed))}")
+
+
+def _at_least(key: str, value: float, low: float, strict: bool = False) -> None:
+    if value < low or (strict and value == low):
+        bound = f"> {low}" if strict else f">= {low}"
+        raise ConfigError(f"{key}={value!r} is not allowed; expected a number {bound}")
+
+
+def loss_name(cfg: DictConfig | Config) -> str:
+    """The loss in force: `loss` when given, else the data set's own."""
+    return cfg.loss if cfg.loss is not None else cfg.dataset.loss
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Raise ConfigError for the first bad value; checks every rule of the config in one place."""
+    _at_least("depth", cfg.depth, 1)
+    _at_least("width", cfg.width, 1)
+    _at_least("lr", cfg.lr, 0, strict=True)
+    _at_least("batch_size", cfg.batch_size, 1)
+    _at_least("epochs", cfg.epochs, 0)
+    _at_least("log_every", cfg.log_every, 1)
+    _at_least("init_gain", cfg.init_gain, 0, strict=True)
+    if not 0 <= cfg.momentum < 1:
+        raise ConfigError(f"momentum={cfg.momentum!r} is not allowed; expected a number in [0, 1)")
+    if cfg.clip_grad_norm is not None:
+        _at_least("clip_grad_norm", cfg.clip_grad_norm, 0, strict=True)
+    _one_of("activation", cfg.activation, list(ACTIVATIONS))
+    _one_of("init", cfg.init, list(INITS))
+    _one_of("dataset.name", cfg.dataset.name, list(DATASETS))
+    _one_of("loss", loss_name(cfg), list(LOSSES))
+    _one_of("logger.mode", cfg.logger.mode, LOGGER_MODES)
+    _one_of("device", cfg.device, DEVICES)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' is not available on this machine; expected one of: cpu")
+    needs = LOSSES[loss_name(cfg)].n_classes
+    has = DATASETS[cfg.dataset.name].n_classes
+    if needs is not None and needs != has:
+        fitting = [name for name, loss in LOSSES.items() if loss.n_classes in (None, has)]
+        raise ConfigError(
+            f"loss={loss_name(cfg)!r} needs a {needs}-class data set, but dataset={cfg.dataset.name!r} "
+            f"has {has} classes; expected one of: {', '.join(fitting)}"
+        )
+    if cfg.dataset.name == "toy":
+        _one_of("dataset.kind", cfg.dataset.kind, TOY_KINDS)

@@ -1,0 +1,130 @@
+"""One job of a sweep: config -> data and network -> training -> run record and W&B run."""
+
+import math
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from gradlab.config import ConfigError, loss_name, validate
+from gradlab.data import DATASETS, DataUnavailable
+from gradlab.losses import LOSSES, Loss
+from gradlab.mlp import MLP
+from gradlab.record import RunRecord, git_commit, library_versions
+from gradlab.tracking import make_logger
+from gradlab.train import Measurement, Split, train
+
+
+class Job(NamedTuple):
+    run_dir: Path
+    group: str | None  # the sweep's folder name, None for a single run
+    name: str  # from the job's overrides
+
+
+class Setup(NamedTuple):
+    net: MLP
+    loss: Loss
+    split: Split
+    generator: torch.Generator
+
+
+def prepare(cfg: DictConfig) -> Setup:
+    """Check the config, load the data, build the network; raises ConfigError or DataUnavailable."""
+    validate(cfg)
+    split = DATASETS[cfg.dataset.name].load(Path(cfg.data_dir), cfg.dataset)
+    split = Split(*(t.to(cfg.device) for t in split[:4]), split.n_classes)
+    loss = LOSSES[loss_name(cfg)]
+    sizes = [split.x_train.shape[1], *[cfg.width] * (cfg.depth - 1), loss.out_dim(split.n_classes)]
+    generator = torch.Generator().manual_seed(cfg.seed)
+    net = MLP(sizes, cfg.activation, cfg.init, init_gain=cfg.init_gain, device=cfg.device, generator=generator)
+    return Setup(net, loss, split, generator)
+
+
+def discard(run_dir: Path) -> None:
+    """Remove a job folder that holds no record (Hydra made it before our checks ran)."""
+    if not (run_dir / "summary.json").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+class Progress:
+    """A bar over the run's steps with the batch loss; tqdm keeps it quiet off a terminal."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.bar = tqdm(total=total, desc=desc, unit="step", disable=None, dynamic_ncols=True)
+
+    def update(self, measurement: Measurement) -> None:
+        self.bar.update(measurement.step - self.bar.n)
+        for layer, name, value in measurement.rows:
+            if layer is None and name in ("batch_loss", "train_loss"):
+                self.bar.set_postfix({name: f"{value:.4g}"}, refresh=False)
+
+
+def raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_job(cfg: DictConfig, job: Job) -> str:
+    """Run one job and leave its record; returns its status. Bad config or missing data: exit 2."""
+    try:
+        setup = prepare(cfg)
+    except (ConfigError, DataUnavailable) as error:
+        print(f"gradlab: {error}", file=sys.stderr)
+        discard(job.run_dir)
+        sys.exit(2)
+    started = time.time()
+    record = RunRecord(job.run_dir)
+    summary: dict[str, Any] = {
+        "status": "running", "diverged_at_step": None, "steps": 0, "seed": cfg.seed,
+        "git_commit": git_commit(), "versions": library_versions(), "job_name": job.name,
+    }
+    record.write_summary(summary)
+    steps_per_epoch = math.ceil(len(setup.split.x_train) / cfg.batch_size)
+    progress = Progress(cfg.epochs * steps_per_epoch, desc=job.name)
+    logger = make_logger(
+        cfg.logger.mode, project=cfg.logger.project, entity=cfg.logger.entity, run_dir=job.run_dir,
+        group=job.group, name=job.name, config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    previous_handler = signal.signal(signal.SIGTERM, raise_interrupt)
+    exit_code = 1
+
+    def on_measure(measurement: Measurement) -> None:
+        record.append(measurement)
+        logger.log(measurement)
+        progress.update(measurement)
+        summary["steps"] = measurement.step
+
+    try:
+        result = train(
+            setup.net, setup.loss, setup.split, lr=cfg.lr, momentum=cfg.momentum,
+            clip_grad_norm=cfg.clip_grad_norm, epochs=cfg.epochs, batch_size=cfg.batch_size,
+            log_every=cfg.log_every, generator=setup.generator, on_measure=on_measure,
+        )
+        summary.update(status=result.status, steps=result.steps, diverged_at_step=result.diverged_at_step)
+        exit_code = 0
+    except KeyboardInterrupt:
+        summary["status"], exit_code = "interrupted", 130
+    except Exception as error:
+        summary.update(status="failed", error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        progress.bar.close()
+        record.flush()
+        summary.update(final_metrics(record.latest), wall_seconds=round(time.time() - started, 3))
+        record.write_summary(summary)
+        logger.finish(exit_code)
+    if exit_code == 130:
+        print(f"gradlab: interrupted; the record so far is in {job.run_dir}", file=sys.stderr)
+        sys.exit(130)
+    return summary["status"]
+
+
+def final_metrics(latest: dict[str, float]) -> dict[str, float | None]:
+    names = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+    return {f"final_{name}": latest.get(name) for name in names}

@@ -1,0 +1,85 @@
+"""A multi-layer perceptron whose backward pass is written by hand.
+
+Layer l (1..depth, 1 nearest the input) computes z^l = h^{l-1} @ W^l + b^l, then
+h^l = phi(z^l) for hidden layers; the last layer's z is the logits (no activation).
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from gradlab.activations import get_activation
+from gradlab.inits import get_init
+
+
+class MLP:
+    """weights[l-1] is W^l, shaped (fan_in, fan_out); biases[l-1] is b^l, shaped (fan_out,)."""
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str = "sigmoid",
+        init: str = "xavier_uniform",
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        init_gain: float = 1.0,
+        device: str | torch.device = "cpu",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least an input and an output size, got {list(sizes)}")
+        self.sizes = list(sizes)
+        self.activation_name = activation
+        self.activation = get_activation(activation)
+        sample = get_init(init).sample
+        gen = generator if generator is not None else torch.Generator().manual_seed(seed)
+        self.weights = [
+            (init_gain * sample(fan_in, fan_out, gen, dtype)).to(device)
+            for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True)
+        ]
+        self.biases = [torch.zeros(fan_out, dtype=dtype, device=device) for fan_out in self.sizes[1:]]
+        self.inputs: list[Tensor] = []  # h^{l-1} for each layer: what dW^l needs
+        self.preacts: list[Tensor] = []  # z^l for each layer: what phi'(z^l) needs
+        self.deltas: list[Tensor] = []  # dL/dz^l for each layer, set by backward
+
+    @property
+    def depth(self) -> int:
+        return len(self.weights)
+
+    def infer(self, x: Tensor) -> Tensor:
+        """Logits for x, (B, fan_out), keeping nothing for backward."""
+        h = x
+        for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True), start=1):
+            z = h @ w + b
+            h = self.activation.fn(z) if l < self.depth else z
+        return h
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for x, (B, fan_out); keeps each layer's input and pre-activation for backward."""
+        self.inputs, self.preacts = [], []
+        h = x  # (B, sizes[0])
+        for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True), start=1):
+            z = h @ w + b  # (B, fan_out)
+            self.inputs.append(h)
+            self.preacts.append(z)
+            h = self.activation.fn(z) if l < self.depth else z
+        return h
+
+    def backward(self, dlogits: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """[(dW^l, db^l) for l = 1..depth] from dlogits = dL/dlogits, (B, sizes[-1])."""
+        if not self.preacts:
+            raise RuntimeError("backward() needs a forward() first")
+        grads: list[tuple[Tensor, Tensor]] = []
+        deltas: list[Tensor] = []
+        dz = dlogits  # (B, fan_out) of the last layer
+        for l in range(self.depth, 0, -1):
+            deltas.append(dz)
+            dW = self.inputs[l - 1].T @ dz  # (fan_in, fan_out)
+            db = dz.sum(0)  # (fan_out,)
+            grads.append((dW, db))
+            if l > 1:
+                dh = dz @ self.weights[l - 1].T  # (B, fan_in) = dL/dh^{l-1}
+                dz = dh * self.activation.grad(self.preacts[l - 2])  # dL/dz^{l-1}
+        self.deltas = deltas[::-1]
+        return grads[::-1]

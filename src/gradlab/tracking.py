@@ -1,0 +1,71 @@
+"""Weights & Biases logging of measurements: offline by default, never waiting on the network."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gradlab.train import Measurement
+
+
+def wandb_key(layer: int | None, name: str) -> str:
+    """'grad_norm/layer_07' for a layer's metric, the bare name for a whole-network one."""
+    return name if layer is None else f"{name}/layer_{layer:02d}"
+
+
+def resolve_mode(configured: str) -> str:
+    """The WANDB_MODE environment variable wins over the config's logger.mode."""
+    return os.environ.get("WANDB_MODE") or configured
+
+
+class NullLogger:
+    """What runs when logging is disabled: nothing to import, nothing to start."""
+
+    def log(self, measurement: Measurement) -> None:
+        pass
+
+    def finish(self, exit_code: int) -> None:
+        pass
+
+
+class WandbLogger:
+    """One W&B run per job; its files go to <run_dir>/wandb/ (offline-run-* when offline)."""
+
+    def __init__(
+        self, mode: str, project: str, entity: str | None, run_dir: Path,
+        group: str | None, name: str, config: dict[str, Any],
+    ) -> None:
+        import wandb
+
+        self.wandb = wandb
+        self.run = wandb.init(
+            mode=mode, project=project, entity=entity, dir=str(run_dir), group=group, name=name,
+            config=config, job_type="train", settings=wandb.Settings(silent=True),
+        )
+        self.initial: dict[tuple[int, str], float] = {}
+        self.latest: dict[tuple[int, str], float] = {}
+
+    def log(self, measurement: Measurement) -> None:
+        data: dict[str, float] = {"epoch": measurement.epoch}
+        for layer, name, value in measurement.rows:
+            data[wandb_key(layer, name)] = value
+            if layer is not None:
+                if measurement.step == 0:
+                    self.initial[(layer, name)] = value
+                self.latest[(layer, name)] = value
+        self.run.log(data, step=measurement.step)
+
+    def finish(self, exit_code: int) -> None:
+        """Log the step-0 and final per-layer profiles as one table, then close the run."""
+        try:
+            if self.latest:
+                columns = ["layer", "name", "at_init", "final"]
+                rows = [[layer, name, self.initial.get((layer, name)), value]
+                        for (layer, name), value in sorted(self.latest.items())]
+                self.run.log({"layer_profiles": self.wandb.Table(columns=columns, data=rows)})
+        finally:
+            self.run.finish(exit_code=exit_code)
+
+
+def make_logger(mode: str, **kwargs: Any) -> NullLogger | WandbLogger:
+    mode = resolve_mode(mode)
+    return NullLogger() if mode == "disabled" else WandbLogger(mode, **kwargs)
