@@ -80,7 +80,7 @@ def load_toy(data_dir: Path, options: DatasetOptions) -> Split:
     return split_arrays(x, y, options.test_fraction, n_classes=2)
 
 
-def _torchvision_set(cls_name: str, data_dir: Path, train: bool):
+def _torchvision_set(name: str, cls_name: str, data_dir: Path, train: bool):
     """torchvision's own class: from disk if there, else a download, else DataUnavailable."""
     import torchvision.datasets
 
@@ -95,17 +95,18 @@ def _torchvision_set(cls_name: str, data_dir: Path, train: bool):
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             return cls(root=str(data_dir), train=train, download=True)
     except Exception as error:  # no network, a proxy, a mirror down: all mean the same to the user
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataUnavailable(
-            f"{cls_name} is not in {data_dir / cls_name / 'raw'} and could not be downloaded "
-            f"({type(error).__name__}); run once with a network, or use dataset=digits offline"
+            f"dataset={name}: no {cls_name} files in {data_dir / cls_name / 'raw'} and the download "
+            f"failed ({reason}); run once with a network, or use dataset=digits, which works offline"
         ) from None
     finally:
         socket.setdefaulttimeout(previous_timeout)
 
 
-def torchvision_loader(cls_name: str) -> Callable[[Path, DatasetOptions], Split]:
+def torchvision_loader(name: str, cls_name: str) -> Callable[[Path, DatasetOptions], Split]:
     def load(data_dir: Path, options: DatasetOptions) -> Split:
-        parts = [_torchvision_set(cls_name, data_dir, train) for train in (True, False)]
+        parts = [_torchvision_set(name, cls_name, data_dir, train) for train in (True, False)]
         x_train, x_test = (p.data.reshape(len(p.data), -1).to(torch.float32) / 255 for p in parts)
         x_train, x_test = standardize(x_train, x_test)
         return Split(x_train, parts[0].targets.long(), x_test, parts[1].targets.long(), 10)
@@ -116,6 +117,6 @@ def torchvision_loader(cls_name: str) -> Callable[[Path, DatasetOptions], Split]
 DATASETS: dict[str, DataSource] = {
     "digits": DataSource(load_digits, n_classes=10),
     "toy": DataSource(load_toy, n_classes=2),
-    "mnist": DataSource(torchvision_loader("MNIST"), n_classes=10),
-    "fashion_mnist": DataSource(torchvision_loader("FashionMNIST"), n_classes=10),
+    "mnist": DataSource(torchvision_loader("mnist", "MNIST"), n_classes=10),
+    "fashion_mnist": DataSource(torchvision_loader("fashion_mnist", "FashionMNIST"), n_classes=10),
 }

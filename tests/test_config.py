@@ -1,0 +1,104 @@
+"""Config: every group composes, a typo'd key fails, and every bad value gets one clear line."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import CONF, compose_config, run_cli
+from gradlab.activations import ACTIVATIONS
+from gradlab.config import ConfigError, loss_name, validate
+from gradlab.data import DATASETS
+from gradlab.inits import INITS
+
+DATASET_OPTIONS = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))
+
+
+def test_dataset_group_matches_dataset_registry():
+    assert DATASET_OPTIONS == sorted(DATASETS)
+
+
+@pytest.mark.parametrize("dataset", DATASET_OPTIONS)
+def test_every_dataset_option_composes_and_validates(dataset):
+    cfg = compose_config(f"dataset={dataset}")
+    validate(cfg)
+    assert cfg.dataset.name == dataset
+    assert loss_name(cfg) == ("bce" if dataset == "toy" else "cross_entropy")
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_every_activation_composes(activation):
+    validate(compose_config(f"activation={activation}"))
+
+
+@pytest.mark.parametrize("init", sorted(INITS))
+def test_every_init_composes(init):
+    validate(compose_config(f"init={init}"))
+
+
+def test_defaults_are_the_documented_ones():
+    cfg = compose_config()
+    assert (cfg.depth, cfg.width, cfg.batch_size, cfg.dataset.name) == (10, 64, 100, "digits")
+    assert cfg.logger.mode == "offline" and cfg.clip_grad_norm is None and cfg.device == "cpu"
+
+
+def test_unknown_key_fails_at_compose():
+    with pytest.raises(Exception, match="depht"):
+        compose_config("depht=3")
+
+
+BAD_INPUTS = [
+    ("depth=0", ["depth=0", ">= 1"]),
+    ("width=0", ["width=0", ">= 1"]),
+    ("lr=0", ["lr=0", "> 0"]),
+    ("lr=-0.5", ["lr=-0.5", "> 0"]),
+    ("batch_size=0", ["batch_size=0", ">= 1"]),
+    ("epochs=-1", ["epochs=-1", ">= 0"]),
+    ("log_every=0", ["log_every=0", ">= 1"]),
+    ("momentum=1.0", ["momentum=1.0", "[0, 1)"]),
+    ("clip_grad_norm=0", ["clip_grad_norm=0", "> 0"]),
+    ("activation=swish", ["activation='swish'", "sigmoid", "tanh", "relu"]),
+    ("init=zeros", ["init='zeros'", "xavier_uniform", "kaiming_normal"]),
+    ("dataset.name=cifar", ["dataset.name='cifar'", "digits", "mnist"]),
+    ("loss=hinge", ["loss='hinge'", "cross_entropy", "bce"]),
+    ("loss=bce", ["loss='bce'", "10 classes", "cross_entropy"]),
+    ("logger.mode=cloud", ["logger.mode='cloud'", "offline", "disabled"]),
+    ("device=tpu", ["device='tpu'", "cpu"]),
+]
+
+
+@pytest.mark.parametrize(("override", "fragments"), BAD_INPUTS, ids=[o for o, _ in BAD_INPUTS])
+def test_bad_input_is_rejected_with_key_value_and_allowed(override, fragments):
+    cfg = compose_config(override)
+    with pytest.raises(ConfigError) as error:
+        validate(cfg)
+    message = str(error.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [("depth=0", ["depth=0", ">= 1"]), ("activation=swish", ["activation='swish'", "tanh"])],
+)
+def test_bad_input_on_the_command_line_exits_with_one_line_and_no_record(workdir: Path, override, fragments):
+    result = run_cli(override, "logger.mode=disabled", cwd=workdir)
+    assert_one_line_error(result, *fragments)
+    assert result.returncode == 2
+    leftovers = [p for p in (workdir / "runs").rglob("*") if p.is_file()] if (workdir / "runs").exists() else []
+    assert leftovers == []
+
+
+def test_unknown_key_on_the_command_line_fails_without_traceback(workdir: Path):
+    result = run_cli("depht=3", "logger.mode=disabled", cwd=workdir)
+    assert result.returncode != 0
+    assert "depht" in result.stderr and "Traceback" not in result.stderr

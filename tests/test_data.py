@@ -1,0 +1,99 @@
+"""Data sets: the offline ones load and standardize; MNIST goes through torchvision's real reader."""
+
+import struct
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import run_cli
+from gradlab.data import DATASETS, DataUnavailable, standardize
+
+OPTIONS = SimpleNamespace(test_fraction=0.2, kind="moons", n_samples=200, noise=0.2)
+
+
+def test_digits_is_the_full_set_split_and_standardized():
+    split = DATASETS["digits"].load(Path("unused"), OPTIONS)
+    assert len(split.x_train) + len(split.x_test) == 1797
+    assert split.x_train.shape[1] == 64 and split.n_classes == 10
+    assert torch.isfinite(split.x_train).all() and torch.isfinite(split.x_test).all()
+    varying = split.x_train.std(0) > 0
+    assert varying.sum() < 64  # digits has constant pixels: they must stay finite, not NaN
+    assert torch.allclose(split.x_train.mean(0), torch.zeros(64), atol=1e-5)
+    assert torch.allclose(split.x_train.std(0)[varying], torch.ones(int(varying.sum())), atol=1e-4)
+    assert set(split.y_train.tolist()) == set(range(10))
+
+
+def test_digits_split_is_fixed_across_calls():
+    first = DATASETS["digits"].load(Path("unused"), OPTIONS)
+    second = DATASETS["digits"].load(Path("unused"), OPTIONS)
+    assert torch.equal(first.x_test, second.x_test) and torch.equal(first.y_train, second.y_train)
+
+
+def test_standardize_leaves_constant_features_finite():
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    x_train, x_test = standardize(x, x)
+    assert torch.isfinite(x_train).all()
+    assert torch.equal(x_train[:, 1], torch.zeros(2))
+
+
+@pytest.mark.parametrize("kind", ["moons", "xor"])
+def test_toy_is_two_dimensional_and_binary(kind):
+    options = SimpleNamespace(**{**vars(OPTIONS), "kind": kind})
+    split = DATASETS["toy"].load(Path("unused"), options)
+    assert split.x_train.shape == (160, 2) and split.x_test.shape == (40, 2)
+    assert set(split.y_train.tolist()) == {0, 1} and split.n_classes == 2
+
+
+def write_idx(path: Path, array: torch.Tensor) -> None:
+    """An IDX file as LeCun's MNIST ships it: magic (0, 0, 0x08 ubyte, ndim), big-endian dims, bytes."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.dim()) + struct.pack(f">{array.dim()}I", *array.shape)
+    path.write_bytes(header + array.to(torch.uint8).numpy().tobytes())
+
+
+def write_tiny_mnist(root: Path, folder: str, n_train: int = 30, n_test: int = 10) -> None:
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=gen))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.arange(n) % 10)
+
+
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_torchvision_reads_tiny_idx_files(tmp_path: Path, name: str, folder: str):
+    write_tiny_mnist(tmp_path, folder)
+    split = DATASETS[name].load(tmp_path, OPTIONS)
+    assert split.x_train.shape == (30, 784) and split.x_test.shape == (10, 784)
+    assert split.y_train.tolist() == [i % 10 for i in range(30)]
+    assert torch.isfinite(split.x_train).all()
+    assert abs(float(split.x_train.mean())) < 1e-5
+
+
+def test_missing_mnist_offline_raises_a_message_naming_set_folder_and_alternative(tmp_path: Path):
+    started = time.monotonic()
+    with pytest.raises(DataUnavailable) as error:
+        DATASETS["mnist"].load(tmp_path, OPTIONS)
+    assert time.monotonic() - started < 60
+    message = str(error.value)
+    assert "dataset=mnist" in message and str(tmp_path / "MNIST" / "raw") in message
+    assert "dataset=digits" in message and "\n" not in message
+
+
+def test_mnist_run_on_tiny_idx_files_trains(tmp_path: Path):
+    write_tiny_mnist(tmp_path / "data", "MNIST")
+    result = run_cli("dataset=mnist", "epochs=1", "depth=3", "batch_size=10", "logger.mode=disabled",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [summary] = list((tmp_path / "runs").rglob("summary.json"))
+    assert '"status": "completed"' in summary.read_text()
+
+
+def test_missing_mnist_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path):
+    result = run_cli("dataset=mnist", "logger.mode=disabled", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "dataset=digits" in lines[0] and "MNIST" in lines[0]

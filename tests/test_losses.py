@@ -1,0 +1,139 @@
+"""Each loss against torch: its value, its gradient (autograd and finite differences), its stability."""
+
+import pytest
+import torch
+from torch import nn
+
+from gradlab.losses import LOSSES, get_loss
+
+BATCH = 6
+N_CLASSES = {"cross_entropy": 5, "bce": 2}
+
+
+def logits_and_targets(name: str, seed: int = 0, scale: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 logits (B, out_dim) and class-index targets (B,) for loss `name`."""
+    gen = torch.Generator().manual_seed(seed)
+    k = N_CLASSES[name]
+    logits = scale * torch.randn(BATCH, LOSSES[name].out_dim(k), generator=gen, dtype=torch.float64)
+    targets = torch.randint(0, k, (BATCH,), generator=gen)
+    return logits, targets
+
+
+def torch_loss(name: str, logits: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:
+    """torch's own per-example (reduction="none") or mean loss."""
+    if name == "cross_entropy":
+        return nn.CrossEntropyLoss(reduction=reduction)(logits, targets)
+    return nn.BCEWithLogitsLoss(reduction=reduction)(logits.squeeze(1), targets.to(logits.dtype))
+
+
+def test_every_loss_has_a_torch_reference():
+    assert set(N_CLASSES) == set(LOSSES)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_value_matches_torch(name, seed):
+    logits, targets = logits_and_targets(name, seed)
+    per_example = LOSSES[name].value(logits, targets)
+    assert per_example.shape == (BATCH,)
+    torch.testing.assert_close(per_example, torch_loss(name, logits, targets, "none"), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(
+        per_example.mean(), torch_loss(name, logits, targets, "mean"), rtol=1e-12, atol=0
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_grad_matches_autograd(name, seed):
+    logits, targets = logits_and_targets(name, seed)
+    leaf = logits.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(LOSSES[name].value(leaf, targets).sum(), leaf)
+    grad = LOSSES[name].grad(logits, targets)
+    assert grad.shape == logits.shape
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_grad_matches_central_differences(name, seed):
+    logits, targets = logits_and_targets(name, seed)
+    loss, eps = LOSSES[name], 1e-6
+    grad = loss.grad(logits, targets)
+    # loss_b depends on row b only, so one column's nudge measures that column for every example.
+    for c in range(logits.shape[1]):
+        nudge = torch.zeros_like(logits)
+        nudge[:, c] = eps
+        slope = (loss.value(logits + nudge, targets) - loss.value(logits - nudge, targets)) / (2 * eps)
+        torch.testing.assert_close(grad[:, c], slope, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_grad_does_not_modify_logits(name):
+    logits, targets = logits_and_targets(name)
+    kept = logits.clone()
+    LOSSES[name].grad(logits, targets)
+    LOSSES[name].value(logits, targets)
+    assert torch.equal(logits, kept)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cross_entropy_is_stable_at_huge_logits(dtype):
+    logits = torch.tensor([[1e4, -1e4, 0.0], [1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype=dtype)
+    targets = torch.tensor([0, 1, 2])
+    value = LOSSES["cross_entropy"].value(logits, targets)
+    grad = LOSSES["cross_entropy"].grad(logits, targets)
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()
+    torch.testing.assert_close(value, torch.tensor([0.0, 2e4, 0.0], dtype=dtype))
+    expected_grad = torch.tensor([[0.0, 0, 0], [1.0, -1, 0], [0, 0, 0]], dtype=dtype)
+    torch.testing.assert_close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bce_is_stable_at_huge_logits(dtype):
+    logits = torch.tensor([[1e4], [1e4], [-1e4], [-1e4]], dtype=dtype)
+    targets = torch.tensor([1, 0, 0, 1])
+    value = LOSSES["bce"].value(logits, targets)
+    grad = LOSSES["bce"].grad(logits, targets)
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()
+    torch.testing.assert_close(value, torch.tensor([0.0, 1e4, 0.0, 1e4], dtype=dtype))
+    torch.testing.assert_close(grad, torch.tensor([[0.0], [1.0], [0.0], [-1.0]], dtype=dtype))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_at_huge_logits_matches_torch(name):
+    logits, targets = logits_and_targets(name, scale=1e4)
+    torch.testing.assert_close(
+        LOSSES[name].value(logits, targets), torch_loss(name, logits, targets, "none"), rtol=1e-12, atol=1e-12
+    )
+
+
+def test_cross_entropy_matches_tutorial_value():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(42)
+        x = torch.rand(100, 10)
+        y = torch.randint(0, 10, (100,))
+    value = LOSSES["cross_entropy"].value(x, y).mean()
+    torch.testing.assert_close(value, nn.CrossEntropyLoss()(x, y))
+    assert abs(value.item() - 2.3436) < 5e-5
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_predicted_class_is_the_most_probable(name):
+    logits, _ = logits_and_targets(name, seed=4)
+    if name == "cross_entropy":
+        expected = torch.softmax(logits, dim=1).argmax(dim=1)
+    else:
+        expected = (torch.sigmoid(logits.squeeze(1)) > 0.5).long()
+    assert torch.equal(LOSSES[name].predict(logits), expected)
+
+
+def test_output_sizes():
+    assert LOSSES["cross_entropy"].out_dim(7) == 7
+    assert LOSSES["cross_entropy"].n_classes is None
+    assert LOSSES["bce"].out_dim(2) == 1
+    assert LOSSES["bce"].n_classes == 2
+
+
+def test_unknown_loss_is_rejected():
+    with pytest.raises(ValueError, match=r"Unknown loss 'mse'.*cross_entropy"):
+        get_loss("mse")

@@ -1,0 +1,119 @@
+"""The training loop, the run record and the W&B logger, in process (no subprocess unless a signal)."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import RUN, cli_env, compose_config
+from gradlab.experiment import Job, prepare, run_job
+from gradlab.record import METRICS_SCHEMA
+from gradlab.tracking import resolve_mode, wandb_key
+from gradlab.train import train
+
+
+def measurements(*overrides: str):
+    cfg = compose_config(*overrides)
+    setup = prepare(cfg)
+    seen = []
+    result = train(
+        setup.net, setup.loss, setup.split, lr=cfg.lr, momentum=cfg.momentum,
+        clip_grad_norm=cfg.clip_grad_norm, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        log_every=cfg.log_every, generator=setup.generator, on_measure=seen.append,
+    )
+    return result, seen
+
+
+def test_epochs_zero_records_only_the_state_at_init():
+    result, seen = measurements("epochs=0", "depth=4")
+    assert result == ("completed", 0, None)
+    assert [m.step for m in seen] == [0]
+    names = {name for _, name, _ in seen[0].rows}
+    assert {"train_loss", "test_loss", "train_accuracy", "test_accuracy"} == names
+
+
+def test_layer_measurements_come_at_step_0_and_every_log_every_steps():
+    result, seen = measurements("epochs=2", "depth=3", "log_every=4")
+    measured = sorted({m.step for m in seen if not m.epoch_end})
+    assert result.steps == 30
+    assert measured == list(range(0, 30, 4))
+    closing = [m.step for m in seen if m.epoch_end]
+    assert closing == [0, 15, 30]
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
+    _, first = measurements("epochs=1", "depth=5", "seed=3")
+    _, again = measurements("epochs=1", "depth=5", "seed=3")
+    _, other = measurements("epochs=1", "depth=5", "seed=4")
+    assert [m.rows for m in first] == [m.rows for m in again]
+    assert [m.rows for m in first] != [m.rows for m in other]
+
+
+def test_clipping_bounds_the_update():
+    unclipped, seen = measurements("epochs=1", "depth=3", "init=normal", "activation=relu", "lr=1000")
+    clipped, _ = measurements("epochs=1", "depth=3", "init=normal", "activation=relu", "lr=1000",
+                              "clip_grad_norm=0.001")
+    assert unclipped.status == "diverged" and clipped.status == "completed"
+
+
+def test_divergence_stops_at_once_with_the_non_finite_step_recorded():
+    result, seen = measurements("epochs=3", "depth=3", "init=normal", "activation=relu", "lr=1000")
+    assert result.status == "diverged" and result.diverged_at_step == result.steps == seen[-1].step
+    last = dict(((layer, name), value) for layer, name, value in seen[-1].rows)
+    assert not all(math.isfinite(v) for v in last.values())
+
+
+def test_run_job_writes_a_tidy_record_with_its_summary(tmp_path: Path):
+    cfg = compose_config("epochs=1", "depth=3", "logger.mode=disabled")
+    assert run_job(cfg, Job(tmp_path, None, "test")) == "completed"
+    table = pq.read_table(tmp_path / "metrics.parquet")
+    assert table.schema.equals(METRICS_SCHEMA)
+    metrics = table.to_pandas()
+    assert metrics.layer.isna().any() and set(metrics.layer.dropna().astype(int)) == {1, 2, 3}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    final_test_loss = metrics.query("name == 'test_loss'").sort_values("step").value.iloc[-1]
+    assert summary["final_test_loss"] == final_test_loss and summary["steps"] == 15
+    assert summary["versions"]["torch"] and summary["seed"] == 0
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_wandb_keys_name_the_layer_with_two_digits():
+    assert wandb_key(7, "grad_norm") == "grad_norm/layer_07"
+    assert wandb_key(30, "delta_rms") == "delta_rms/layer_30"
+    assert wandb_key(None, "train_loss") == "train_loss"
+
+
+def test_wandb_mode_environment_variable_wins(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert resolve_mode("offline") == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode("offline") == "disabled"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_killed_run_leaves_a_readable_interrupted_record(tmp_path: Path, signum: int):
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, str(RUN), "epochs=100000", "depth=3", "log_every=1", "logger.mode=disabled",
+         f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (run_dir / "metrics.parquet").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["steps"] > 0
+    metrics = pd.read_parquet(run_dir / "metrics.parquet")
+    assert metrics.step.max() == summary["steps"]
+    assert "Traceback" not in stderr
