@@ -84,9 +84,7 @@ def test_layers_of_one_mlp_draw_different_weights(name):
 @pytest.mark.parametrize("name", sorted(INITS))
 def test_explicit_generator_matches_seed(name):
     seeded = MLP([8, 6, 4], init=name, seed=5, dtype=torch.float64)
-    given = MLP(
-        [8, 6, 4], init=name, seed=999, dtype=torch.float64, generator=torch.Generator().manual_seed(5)
-    )
+    given = MLP([8, 6, 4], init=name, seed=999, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     for ws, wg in zip(seeded.weights, given.weights, strict=True):
         assert torch.equal(ws, wg)
 

@@ -37,9 +37,7 @@ def test_loss_value_matches_torch(name, seed):
     per_example = LOSSES[name].value(logits, targets)
     assert per_example.shape == (BATCH,)
     torch.testing.assert_close(per_example, torch_loss(name, logits, targets, "none"), rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(
-        per_example.mean(), torch_loss(name, logits, targets, "mean"), rtol=1e-12, atol=0
-    )
+    torch.testing.assert_close(per_example.mean(), torch_loss(name, logits, targets, "mean"), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("seed", range(3))

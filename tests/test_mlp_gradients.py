@@ -20,9 +20,7 @@ ACT_METRICS = {"act_mean", "act_std", "saturation"}
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """||actual - expected|| / ||expected||, with a floor so an all-zero reference still compares."""
     assert actual.shape == expected.shape
-    return (
-        torch.linalg.vector_norm(actual - expected) / max(torch.linalg.vector_norm(expected), 1e-300)
-    ).item()
+    return (torch.linalg.vector_norm(actual - expected) / max(torch.linalg.vector_norm(expected), 1e-300)).item()
 
 
 def make_case(activation: str, init: str, loss_name: str, depth: int, batch: int = 5):
@@ -71,13 +69,7 @@ def manual_backward(net: MLP, x: torch.Tensor, y: torch.Tensor, loss_name: str):
 
 ALL_CASES = pytest.mark.parametrize(
     ("activation", "init", "loss_name", "depth"),
-    [
-        (a, i, n, d)
-        for a in sorted(ACTIVATIONS)
-        for i in sorted(INITS)
-        for n in sorted(LOSSES)
-        for d in DEPTHS
-    ],
+    [(a, i, n, d) for a in sorted(ACTIVATIONS) for i in sorted(INITS) for n in sorted(LOSSES) for d in DEPTHS],
 )
 
 
@@ -157,11 +149,10 @@ def test_layer_stats_rows_match_direct_computation(activation, depth):
         assert table[(layer, "bias_grad_norm")] == pytest.approx(ref_db.norm().item(), rel=TOLERANCE)
         assert table[(layer, "weight_norm")] == pytest.approx(w.norm().item(), rel=TOLERANCE)
         # The update ratio is the relative size of the SGD step this lr actually takes.
-        before = w.clone()
-        SGD([w], lr).step([ref_dW])
-        assert table[(layer, "update_ratio")] == pytest.approx(
-            ((before - w).norm() / before.norm()).item(), rel=1e-8
-        )
+        stepped = w.clone()
+        SGD([stepped], lr).step([ref_dW])
+        step_ratio = ((w - stepped).norm() / w.norm()).item()
+        assert table[(layer, "update_ratio")] == pytest.approx(step_ratio, rel=1e-8)
     for layer, h in enumerate(hiddens, start=1):
         z = net.preacts[layer - 1]
         assert table[(layer, "act_mean")] == pytest.approx(h.mean().item(), rel=TOLERANCE, abs=1e-15)

@@ -65,7 +65,7 @@ def leaky_relu(z: Tensor) -> Tensor:
 
 
 def leaky_relu_grad(z: Tensor) -> Tensor:
-    return torch.where(z > 0, 1.0, LEAKY_SLOPE).to(z.dtype)
+    return torch.where(z > 0, 1.0, LEAKY_SLOPE * torch.ones_like(z))  # slope kept in z's dtype
 
 
 def negative_side(z: Tensor) -> Tensor:
