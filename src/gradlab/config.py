@@ -49,6 +49,7 @@ class Config:
     loss: str | None = None
     device: str = "cpu"
     data_dir: str = "data"
+    skip_completed: bool = False  # re-running a sweep: skip jobs whose record says completed
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 

@@ -17,6 +17,7 @@ from gradlab.data import DATASETS, DataUnavailable
 from gradlab.losses import LOSSES, Loss
 from gradlab.mlp import MLP
 from gradlab.record import RunRecord, git_commit, library_versions
+from gradlab.sweeps import recorded_status
 from gradlab.tracking import make_logger
 from gradlab.train import Measurement, Split, train
 
@@ -71,6 +72,9 @@ def raise_interrupt(signum: int, frame: Any) -> None:
 
 def run_job(cfg: DictConfig, job: Job) -> str:
     """Run one job and leave its record; returns its status. Bad config or missing data: exit 2."""
+    if cfg.skip_completed and recorded_status(job.run_dir) == "completed":
+        print(f"gradlab: skipping {job.run_dir}: its record says completed", file=sys.stderr)
+        return "completed"
     try:
         setup = prepare(cfg)
     except (ConfigError, DataUnavailable) as error:
@@ -80,10 +84,11 @@ def run_job(cfg: DictConfig, job: Job) -> str:
     started = time.time()
     record = RunRecord(job.run_dir)
     summary: dict[str, Any] = {
-        "status": "running", "diverged_at_step": None, "steps": 0, "seed": cfg.seed,
+        "status": "running", "diverged_at_step": None, "seed": cfg.seed,
         "git_commit": git_commit(), "versions": library_versions(), "job_name": job.name,
+        "torch_threads": torch.get_num_threads(),
     }
-    record.write_summary(summary)
+    record.write_summary({**summary, "steps": 0})
     steps_per_epoch = math.ceil(len(setup.split.x_train) / cfg.batch_size)
     progress = Progress(cfg.epochs * steps_per_epoch, desc=job.name)
     logger = make_logger(
@@ -97,7 +102,6 @@ def run_job(cfg: DictConfig, job: Job) -> str:
         record.append(measurement)
         logger.log(measurement)
         progress.update(measurement)
-        summary["steps"] = measurement.step
 
     try:
         result = train(
@@ -116,7 +120,8 @@ def run_job(cfg: DictConfig, job: Job) -> str:
         signal.signal(signal.SIGTERM, previous_handler)
         progress.bar.close()
         record.flush()
-        summary.update(final_metrics(record.latest), wall_seconds=round(time.time() - started, 3))
+        summary.setdefault("steps", record.last_step)  # interrupted or failed: as far as the record goes
+        summary.update(final_metrics(record.latest()), wall_seconds=round(time.time() - started, 3))
         record.write_summary(summary)
         logger.finish(exit_code)
     if exit_code == 130:

@@ -56,31 +56,37 @@ def library_versions() -> dict[str, str]:
 
 
 class RunRecord:
-    """Collects measurements as long rows and writes them to run_dir; flush() may be called any time."""
+    """Collects measurements and writes them to run_dir as long rows; flush() may be called any time.
+
+    Each measurement is kept whole (one list.append), so a signal arriving mid-way never leaves
+    the columns misaligned: the record written from a `finally` is always consistent.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        self.columns: dict[str, list] = {name: [] for name in METRICS_SCHEMA.names}
-        self.unflushed = 0
-        self.latest: dict[str, float] = {}  # the last value of each whole-network metric
+        self.measurements: list[Measurement] = []
 
     def append(self, measurement: Measurement) -> None:
-        for layer, name, value in measurement.rows:
-            self.columns["step"].append(measurement.step)
-            self.columns["epoch"].append(measurement.epoch)
-            self.columns["layer"].append(layer)
-            self.columns["name"].append(name)
-            self.columns["value"].append(value)
-            if layer is None:
-                self.latest[name] = value
-        self.unflushed += len(measurement.rows)
+        self.measurements.append(measurement)
         if measurement.epoch_end:
             self.flush()
 
+    @property
+    def last_step(self) -> int:
+        return self.measurements[-1].step if self.measurements else 0
+
+    def latest(self) -> dict[str, float]:
+        """The last value of each whole-network metric."""
+        return {name: value for m in self.measurements for layer, name, value in m.rows if layer is None}
+
+    def table(self) -> pa.Table:
+        rows = [(m.step, m.epoch, layer, name, value) for m in self.measurements for layer, name, value in m.rows]
+        columns = list(zip(*rows, strict=True)) if rows else [[] for _ in METRICS_SCHEMA.names]
+        return pa.table(dict(zip(METRICS_SCHEMA.names, columns, strict=True)), schema=METRICS_SCHEMA)
+
     def flush(self) -> None:
-        table = pa.table(self.columns, schema=METRICS_SCHEMA)
+        table = self.table()
         write_atomically(self.run_dir / "metrics.parquet", lambda tmp: pq.write_table(table, tmp))
-        self.unflushed = 0
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         text = json.dumps(summary, indent=2, sort_keys=True) + "\n"

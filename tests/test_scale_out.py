@@ -1,0 +1,118 @@
+"""Scale-out and sync: Hydra's launchers, `src/sync.py`, and completing an interrupted sweep."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import REPO, cli_env, run_cli
+from gradlab.sweeps import newest_sweep, recorded_status, threads_per_job
+
+SYNC = REPO / "src" / "sync.py"
+
+
+def statuses(sweep: Path) -> dict[str, str]:
+    return {p.name: recorded_status(p) for p in sorted(sweep.iterdir()) if p.is_dir() and p.name[0].isdigit()}
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_two_job_sweep_under_launcher_leaves_complete_records(tmp_path: Path, launcher: str):
+    result = run_cli("-m", f"hydra/launcher={launcher}", "seed=0,1", "depth=3", "epochs=1",
+                     "logger.mode=offline", "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    sweep = tmp_path / "sweep"
+    assert statuses(sweep) == {"0_depth=3,epochs=1,seed=0": "completed", "1_depth=3,epochs=1,seed=1": "completed"}
+    for job in statuses(sweep):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["torch_threads"] == 1  # 2 parallel jobs on <= 2 cores, or submitit's 1 cpu per task
+        assert (sweep / job / "metrics.parquet").exists()
+        assert list((sweep / job / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_joblib_threads_split_the_cores_between_parallel_jobs():
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    assert threads_per_job({"_target_": joblib, "n_jobs": -1}, cores=8) == 1
+    assert threads_per_job({"_target_": joblib, "n_jobs": 2}, cores=8) == 4
+    assert threads_per_job({"_target_": joblib, "n_jobs": -3}, cores=8) == 1  # 6 jobs on 8 cores
+    assert threads_per_job({"_target_": joblib, "n_jobs": 16}, cores=8) == 1
+
+
+def test_submitit_jobs_use_their_cpus_per_task_and_basic_launcher_keeps_torch_default():
+    slurm = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert threads_per_job({"_target_": slurm, "cpus_per_task": 4}, cores=64) == 4
+    assert threads_per_job({"_target_": slurm, "cpus_per_task": None}, cores=64) == 1
+    assert threads_per_job({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 8) is None
+
+
+def test_slurm_launcher_config_composes_with_the_cluster_keys():
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    for key in ("timeout_min", "cpus_per_task", "gpus_per_task", "mem_gb", "array_parallelism"):
+        assert key in launcher
+
+
+@pytest.fixture(scope="module")
+def offline_sweep(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("offline")
+    result = run_cli("-m", "depth=2,3", "epochs=0", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return newest_sweep(workdir / "runs")
+
+
+def run_sync(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SYNC), *args], cwd=cwd, env=cli_env(**env),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_sync_dry_run_lists_every_offline_run_of_the_newest_sweep(offline_sweep: Path):
+    workdir = offline_sweep.parents[2]  # the folder holding runs/, where a user runs the command
+    result = run_sync("--dry-run", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    listed = [line.split()[-1] for line in result.stdout.splitlines() if "offline-run-" in line]
+    expected = sorted(offline_sweep.glob("*/wandb/offline-run-*"))
+    assert len(expected) == 2 and sorted((workdir / p).resolve() for p in listed) == expected
+    assert all("not synced" in line for line in result.stdout.splitlines() if "offline-run-" in line)
+
+
+def test_sync_without_credentials_fails_fast_with_one_line(offline_sweep: Path, tmp_path: Path):
+    started = time.monotonic()
+    result = run_sync(str(offline_sweep), cwd=tmp_path, HOME=str(tmp_path))
+    assert time.monotonic() - started < 60
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "wandb login" in result.stderr
+
+
+def test_sync_without_a_network_fails_fast_with_one_line(offline_sweep: Path, tmp_path: Path):
+    started = time.monotonic()
+    result = run_sync(str(offline_sweep), cwd=tmp_path, HOME=str(tmp_path), WANDB_API_KEY="0" * 40,
+                      WANDB_BASE_URL="http://127.0.0.1:9")  # the discard port: nothing listens
+    assert time.monotonic() - started < 60
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "cannot reach" in result.stderr
+    assert not list(offline_sweep.glob("*/wandb/offline-run-*/*.synced"))
+
+
+def test_rerun_with_skip_completed_runs_only_the_unfinished_jobs(tmp_path: Path):
+    args = ("-m", "seed=0,1", "depth=3", "epochs=1", "logger.mode=disabled", "hydra.sweep.dir=sweep")
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    sweep = tmp_path / "sweep"
+    done, cut = sweep / "0_depth=3,epochs=1,seed=0", sweep / "1_depth=3,epochs=1,seed=1"
+    summary = json.loads((cut / "summary.json").read_text())
+    (cut / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))  # as if killed
+    (cut / "metrics.parquet").unlink()
+    done_bytes, done_mtime = (done / "metrics.parquet").read_bytes(), (done / "metrics.parquet").stat().st_mtime_ns
+
+    result = run_cli(*args, "skip_completed=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert statuses(sweep) == {done.name: "completed", cut.name: "completed"}  # same folders, no new ones
+    assert (done / "metrics.parquet").stat().st_mtime_ns == done_mtime
+    assert (done / "metrics.parquet").read_bytes() == done_bytes
+    assert (cut / "metrics.parquet").exists()
+    assert f"skipping {done}" in result.stderr or f"skipping {done.relative_to(tmp_path)}" in result.stderr
