@@ -40,7 +40,8 @@ def test_sweep_leaves_one_readable_job_folder_per_depth(depth_sweep: Path):
 @pytest.mark.parametrize("index, depth", [(0, 2), (1, 10), (2, 30)])
 def test_step0_profile_covers_every_layer(depth_sweep: Path, index: int, depth: int):
     metrics = pd.read_parquet(job_dirs(depth_sweep)[index] / "metrics.parquet")
-    assert list(metrics.columns) == ["step", "epoch", "layer", "name", "value"]
+    assert list(metrics.columns) == ["replica", "step", "epoch", "layer", "name", "value"]
+    assert set(metrics.replica) == {0}
     at_init = metrics[(metrics.step == 0) & metrics.layer.notna()]
     for name in ("grad_norm", "delta_rms", "bias_grad_norm", "weight_norm", "update_ratio"):
         assert sorted(at_init[at_init.name == name].layer.astype(int)) == list(range(1, depth + 1))

@@ -33,7 +33,7 @@ def measurements(*overrides: str):
 
 def test_epochs_zero_records_only_the_state_at_init():
     result, seen = measurements("epochs=0", "depth=4")
-    assert result == ("completed", 0, None)
+    assert (result.status, result.steps, result.diverged_at_step) == ("completed", 0, None)
     assert [m.step for m in seen] == [0]
     names = {name for _, name, _ in seen[0].rows}
     assert {"train_loss", "test_loss", "train_accuracy", "test_accuracy"} == names

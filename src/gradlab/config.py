@@ -44,6 +44,7 @@ class Config:
     epochs: int = 10
     batch_size: int = 100
     seed: int = 0
+    replicas: int = 1  # R > 1: seeds seed..seed+R-1 trained as one batched network
     log_every: int = 5
     clip_grad_norm: float | None = None
     loss: str | None = None
@@ -86,6 +87,7 @@ def validate(cfg: DictConfig | Config) -> None:
     _at_least("batch_size", cfg.batch_size, 1)
     _at_least("epochs", cfg.epochs, 0)
     _at_least("log_every", cfg.log_every, 1)
+    _at_least("replicas", cfg.replicas, 1)
     _at_least("init_gain", cfg.init_gain, 0, strict=True)
     if not 0 <= cfg.momentum < 1:
         raise ConfigError(f"momentum={cfg.momentum!r} is not allowed; expected a number in [0, 1)")

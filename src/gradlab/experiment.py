@@ -15,7 +15,7 @@ from tqdm import tqdm
 from gradlab.config import ConfigError, loss_name, validate
 from gradlab.data import DATASETS, DataUnavailable
 from gradlab.losses import LOSSES, Loss
-from gradlab.mlp import MLP
+from gradlab.mlp import MLP, replica_generators
 from gradlab.record import RunRecord, git_commit, library_versions
 from gradlab.sweeps import recorded_status
 from gradlab.tracking import make_logger
@@ -32,7 +32,7 @@ class Setup(NamedTuple):
     net: MLP
     loss: Loss
     split: Split
-    generator: torch.Generator
+    generator: torch.Generator | list[torch.Generator]  # one per replica when replicas > 1
 
 
 def prepare(cfg: DictConfig) -> Setup:
@@ -42,7 +42,9 @@ def prepare(cfg: DictConfig) -> Setup:
     split = Split(*(t.to(cfg.device) for t in split[:4]), split.n_classes)
     loss = LOSSES[loss_name(cfg)]
     sizes = [split.x_train.shape[1], *[cfg.width] * (cfg.depth - 1), loss.out_dim(split.n_classes)]
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = replica_generators(cfg.seed, cfg.replicas) if cfg.replicas > 1 else torch.Generator().manual_seed(
+        cfg.seed
+    )
     net = MLP(sizes, cfg.activation, cfg.init, init_gain=cfg.init_gain, device=cfg.device, generator=generator)
     return Setup(net, loss, split, generator)
 
@@ -93,7 +95,7 @@ def run_job(cfg: DictConfig, job: Job) -> str:
     progress = Progress(cfg.epochs * steps_per_epoch, desc=job.name)
     logger = make_logger(
         cfg.logger.mode, project=cfg.logger.project, entity=cfg.logger.entity, run_dir=job.run_dir,
-        group=job.group, name=job.name, config=OmegaConf.to_container(cfg, resolve=True),
+        group=job.group, name=job.name, config=OmegaConf.to_container(cfg, resolve=True), replicas=cfg.replicas,
     )
     previous_handler = signal.signal(signal.SIGTERM, raise_interrupt)
     exit_code = 1
@@ -110,6 +112,7 @@ def run_job(cfg: DictConfig, job: Job) -> str:
             log_every=cfg.log_every, generator=setup.generator, on_measure=on_measure,
         )
         summary.update(status=result.status, steps=result.steps, diverged_at_step=result.diverged_at_step)
+        summary.update(replica_results(record, cfg.seed, result.replica_diverged_at) if cfg.replicas > 1 else {})
         exit_code = 0
     except KeyboardInterrupt:
         summary["status"], exit_code = "interrupted", 130
@@ -121,7 +124,7 @@ def run_job(cfg: DictConfig, job: Job) -> str:
         progress.bar.close()
         record.flush()
         summary.setdefault("steps", record.last_step)  # interrupted or failed: as far as the record goes
-        summary.update(final_metrics(record.latest()), wall_seconds=round(time.time() - started, 3))
+        summary.update(final_metrics(record, cfg.replicas), wall_seconds=round(time.time() - started, 3))
         record.write_summary(summary)
         logger.finish(exit_code)
     if exit_code == 130:
@@ -130,6 +133,26 @@ def run_job(cfg: DictConfig, job: Job) -> str:
     return summary["status"]
 
 
-def final_metrics(latest: dict[str, float]) -> dict[str, float | None]:
-    names = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
-    return {f"final_{name}": latest.get(name) for name in names}
+FINAL_NAMES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+def final_metrics(record: RunRecord, replicas: int) -> dict[str, float | None]:
+    """The last full-set evaluation: the run's own, or the mean over its replicas."""
+    latest = [record.latest(r) for r in range(replicas)]
+    finals = {}
+    for name in FINAL_NAMES:
+        values = [v[name] for v in latest if name in v]
+        finals[f"final_{name}"] = sum(values) / len(values) if values else None
+    return finals
+
+
+def replica_results(record: RunRecord, seed: int, diverged_at: tuple[int | None, ...]) -> dict[str, Any]:
+    """Each replica's seed, status and final evaluation, for a run that trains replicas."""
+    results = []
+    for r, at in enumerate(diverged_at):
+        latest = record.latest(r)
+        results.append({
+            "replica": r, "seed": seed + r, "status": "completed" if at is None else "diverged",
+            "diverged_at_step": at, **{f"final_{name}": latest.get(name) for name in FINAL_NAMES},
+        })
+    return {"replicas": results}

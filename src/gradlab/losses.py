@@ -2,7 +2,8 @@
 
 `value` gives each example's own loss, shape (B,); the training loss is its mean.
 `grad` gives d loss_b / d logits_b for each example, shape (B, C): the gradient of the mean
-loss is grad / B. Both are stable for any finite logits (log-sum-exp, softplus).
+loss is grad / B. Both are stable for any finite logits (log-sum-exp, softplus). Leading
+replica dimensions pass through: logits (R, B, C) with targets (R, B) or (B,) give (R, B).
 """
 
 from collections.abc import Callable
@@ -21,40 +22,45 @@ class Loss(NamedTuple):
 
 
 def log_softmax(logits: Tensor) -> Tensor:
-    shifted = logits - logits.max(dim=1, keepdim=True).values
-    return shifted - shifted.exp().sum(dim=1, keepdim=True).log()
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    return shifted - shifted.exp().sum(dim=-1, keepdim=True).log()
+
+
+def class_index(logits: Tensor, targets: Tensor) -> Tensor:
+    """Targets as a (..., B, 1) index into the class dimension of logits."""
+    return targets.expand(logits.shape[:-1]).unsqueeze(-1)
 
 
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """-log softmax(logits)[y], per example; targets are class indices, (B,)."""
-    return -log_softmax(logits).gather(1, targets.view(-1, 1)).squeeze(1)
+    return -log_softmax(logits).gather(-1, class_index(logits, targets)).squeeze(-1)
 
 
 def cross_entropy_grad(logits: Tensor, targets: Tensor) -> Tensor:
     """softmax(logits) - onehot(y)."""
-    dlogits = log_softmax(logits).exp()
-    dlogits[torch.arange(len(targets), device=logits.device), targets] -= 1
-    return dlogits
+    return log_softmax(logits).exp().scatter_add(
+        -1, class_index(logits, targets), -torch.ones_like(logits[..., :1])
+    )
 
 
 def argmax_class(logits: Tensor) -> Tensor:
-    return logits.argmax(dim=1)
+    return logits.argmax(dim=-1)
 
 
 def binary_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """-[y log s(z) + (1 - y) log(1 - s(z))] = softplus(z) - y z, per example; logits (B, 1)."""
-    z = logits.squeeze(1)
+    z = logits.squeeze(-1)
     y = targets.to(z.dtype)
     return z.clamp_min(0) + torch.log1p(torch.exp(-z.abs())) - y * z
 
 
 def binary_cross_entropy_grad(logits: Tensor, targets: Tensor) -> Tensor:
     """sigmoid(z) - y."""
-    return torch.sigmoid(logits) - targets.to(logits.dtype).view(-1, 1)
+    return torch.sigmoid(logits) - targets.to(logits.dtype).unsqueeze(-1)
 
 
 def sign_class(logits: Tensor) -> Tensor:
-    return (logits.squeeze(1) > 0).long()
+    return (logits.squeeze(-1) > 0).long()
 
 
 LOSSES: dict[str, Loss] = {

@@ -2,6 +2,10 @@
 
 Layer l (1..depth, 1 nearest the input) computes z^l = h^{l-1} @ W^l + b^l, then
 h^l = phi(z^l) for hidden layers; the last layer's z is the logits (no activation).
+
+With `replicas=R`, R independently initialized copies train as one batched computation:
+every weight gains a leading replica dimension, (R, fan_in, fan_out), and inputs are (R, B, n)
+(or (B, n), shared by all replicas). The same code serves both: matmul broadcasts over it.
 """
 
 from collections.abc import Sequence
@@ -13,8 +17,17 @@ from gradlab.activations import get_activation
 from gradlab.inits import get_init
 
 
+def replica_generators(seed: int, replicas: int) -> list[torch.Generator]:
+    """One generator per replica, seeded seed, seed+1, ...: replica r is the run with seed+r."""
+    return [torch.Generator().manual_seed(seed + r) for r in range(replicas)]
+
+
 class MLP:
-    """weights[l-1] is W^l, shaped (fan_in, fan_out); biases[l-1] is b^l, shaped (fan_out,)."""
+    """weights[l-1] is W^l, shaped (fan_in, fan_out); biases[l-1] is b^l, shaped (fan_out,).
+
+    With replicas=R they are (R, fan_in, fan_out) and (R, fan_out), replica r drawn from seed + r
+    (or from generator[r] when a list of generators is given).
+    """
 
     def __init__(
         self,
@@ -25,20 +38,25 @@ class MLP:
         dtype: torch.dtype = torch.float32,
         init_gain: float = 1.0,
         device: str | torch.device = "cpu",
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        replicas: int | None = None,
     ) -> None:
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output size, got {list(sizes)}")
+        if generator is None:
+            generator = replica_generators(seed, replicas) if replicas else torch.Generator().manual_seed(seed)
+        self.replicas = len(generator) if isinstance(generator, Sequence) else None
+        gens = list(generator) if isinstance(generator, Sequence) else [generator]
         self.sizes = list(sizes)
         self.activation_name = activation
         self.activation = get_activation(activation)
         sample = get_init(init).sample
-        gen = generator if generator is not None else torch.Generator().manual_seed(seed)
-        self.weights = [
-            (init_gain * sample(fan_in, fan_out, gen, dtype)).to(device)
-            for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True)
-        ]
-        self.biases = [torch.zeros(fan_out, dtype=dtype, device=device) for fan_out in self.sizes[1:]]
+        self.weights, self.biases = [], []
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+            w = torch.stack([init_gain * sample(fan_in, fan_out, gen, dtype) for gen in gens])
+            self.weights.append((w if self.replicas else w[0]).to(device))
+            bias_shape = (len(gens), fan_out) if self.replicas else (fan_out,)
+            self.biases.append(torch.zeros(bias_shape, dtype=dtype, device=device))
         self.inputs: list[Tensor] = []  # h^{l-1} for each layer: what dW^l needs
         self.preacts: list[Tensor] = []  # z^l for each layer: what phi'(z^l) needs
         self.deltas: list[Tensor] = []  # dL/dz^l for each layer, set by backward
@@ -48,38 +66,38 @@ class MLP:
         return len(self.weights)
 
     def infer(self, x: Tensor) -> Tensor:
-        """Logits for x, (B, fan_out), keeping nothing for backward."""
+        """Logits for x, (B, fan_out) or (R, B, fan_out), keeping nothing for backward."""
         h = x
         for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True), start=1):
-            z = h @ w + b
+            z = torch.matmul(h, w) + b.unsqueeze(-2)
             h = self.activation.fn(z) if l < self.depth else z
         return h
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits for x, (B, fan_out); keeps each layer's input and pre-activation for backward."""
+        """Logits for x; keeps each layer's input and pre-activation for backward."""
         self.inputs, self.preacts = [], []
-        h = x  # (B, sizes[0])
+        h = x  # (B, sizes[0]) or (R, B, sizes[0])
         for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True), start=1):
-            z = h @ w + b  # (B, fan_out)
+            z = torch.matmul(h, w) + b.unsqueeze(-2)  # (..., B, fan_out)
             self.inputs.append(h)
             self.preacts.append(z)
             h = self.activation.fn(z) if l < self.depth else z
         return h
 
     def backward(self, dlogits: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """[(dW^l, db^l) for l = 1..depth] from dlogits = dL/dlogits, (B, sizes[-1])."""
+        """[(dW^l, db^l) for l = 1..depth] from dlogits = dL/dlogits, (..., B, sizes[-1])."""
         if not self.preacts:
             raise RuntimeError("backward() needs a forward() first")
         grads: list[tuple[Tensor, Tensor]] = []
         deltas: list[Tensor] = []
-        dz = dlogits  # (B, fan_out) of the last layer
+        dz = dlogits  # (..., B, fan_out) of the last layer
         for l in range(self.depth, 0, -1):
             deltas.append(dz)
-            dW = self.inputs[l - 1].T @ dz  # (fan_in, fan_out)
-            db = dz.sum(0)  # (fan_out,)
+            dW = torch.matmul(self.inputs[l - 1].mT, dz)  # (..., fan_in, fan_out)
+            db = dz.sum(-2)  # (..., fan_out)
             grads.append((dW, db))
             if l > 1:
-                dh = dz @ self.weights[l - 1].T  # (B, fan_in) = dL/dh^{l-1}
+                dh = torch.matmul(dz, self.weights[l - 1].mT)  # (..., B, fan_in) = dL/dh^{l-1}
                 dz = dh * self.activation.grad(self.preacts[l - 2])  # dL/dz^{l-1}
         self.deltas = deltas[::-1]
         return grads[::-1]

@@ -5,17 +5,17 @@ from torch import Tensor
 
 
 def global_norm(grads: list[tuple[Tensor, Tensor]]) -> Tensor:
-    """sqrt(sum over layers of ||dW||^2 + ||db||^2), a 0-d tensor."""
-    squares = [g.pow(2).sum() for pair in grads for g in pair]
-    return torch.stack(squares).sum().sqrt()
+    """sqrt(sum over layers of ||dW||^2 + ||db||^2): 0-d, or (R,) for replica-batched gradients."""
+    squares = [dW.pow(2).sum((-2, -1)) + db.pow(2).sum(-1) for dW, db in grads]
+    return torch.stack(squares).sum(0).sqrt()
 
 
 def clip_by_global_norm(
     grads: list[tuple[Tensor, Tensor]], max_norm: float, norm: Tensor
 ) -> list[tuple[Tensor, Tensor]]:
     """Scale all gradients by min(1, max_norm / norm), as torch.nn.utils.clip_grad_norm_ does."""
-    scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    return [(dW * scale, db * scale) for dW, db in grads]
+    scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)  # 0-d, or (R,): one scale per replica
+    return [(dW * scale[..., None, None], db * scale[..., None]) for dW, db in grads]
 
 
 class SGD:

@@ -14,6 +14,7 @@ from gradlab.train import Measurement
 
 METRICS_SCHEMA = pa.schema(
     [
+        ("replica", pa.int64()),  # 0 unless the run trains replicas (seed + replica)
         ("step", pa.int64()),
         ("epoch", pa.int64()),
         ("layer", pa.int64()),  # null for whole-network metrics
@@ -75,12 +76,19 @@ class RunRecord:
     def last_step(self) -> int:
         return self.measurements[-1].step if self.measurements else 0
 
-    def latest(self) -> dict[str, float]:
-        """The last value of each whole-network metric."""
-        return {name: value for m in self.measurements for layer, name, value in m.rows if layer is None}
+    def latest(self, replica: int = 0) -> dict[str, float]:
+        """The last value of each whole-network metric of one replica."""
+        return {
+            name: value
+            for m in self.measurements if m.replica == replica
+            for layer, name, value in m.rows if layer is None
+        }
 
     def table(self) -> pa.Table:
-        rows = [(m.step, m.epoch, layer, name, value) for m in self.measurements for layer, name, value in m.rows]
+        rows = [
+            (m.replica, m.step, m.epoch, layer, name, value)
+            for m in self.measurements for layer, name, value in m.rows
+        ]
         columns = list(zip(*rows, strict=True)) if rows else [[] for _ in METRICS_SCHEMA.names]
         return pa.table(dict(zip(METRICS_SCHEMA.names, columns, strict=True)), schema=METRICS_SCHEMA)
 

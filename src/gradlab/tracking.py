@@ -7,9 +7,11 @@ from typing import Any
 from gradlab.train import Measurement
 
 
-def wandb_key(layer: int | None, name: str) -> str:
-    """'grad_norm/layer_07' for a layer's metric, the bare name for a whole-network one."""
-    return name if layer is None else f"{name}/layer_{layer:02d}"
+def wandb_key(layer: int | None, name: str, replica: int | None = None) -> str:
+    """'grad_norm/layer_07' for a layer's metric, the bare name for a whole-network one;
+    with replicas, each key ends in the replica: 'grad_norm/layer_07/replica_2'."""
+    key = name if layer is None else f"{name}/layer_{layer:02d}"
+    return key if replica is None else f"{key}/replica_{replica}"
 
 
 def resolve_mode(configured: str) -> str:
@@ -19,6 +21,9 @@ def resolve_mode(configured: str) -> str:
 
 class NullLogger:
     """What runs when logging is disabled: nothing to import, nothing to start."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
 
     def log(self, measurement: Measurement) -> None:
         pass
@@ -32,7 +37,7 @@ class WandbLogger:
 
     def __init__(
         self, mode: str, project: str, entity: str | None, run_dir: Path,
-        group: str | None, name: str, config: dict[str, Any],
+        group: str | None, name: str, config: dict[str, Any], replicas: int = 1,
     ) -> None:
         import wandb
 
@@ -41,26 +46,28 @@ class WandbLogger:
             mode=mode, project=project, entity=entity, dir=str(run_dir), group=group, name=name,
             config=config, job_type="train", settings=wandb.Settings(silent=True),
         )
-        self.initial: dict[tuple[int, str], float] = {}
-        self.latest: dict[tuple[int, str], float] = {}
+        self.replicas = replicas
+        self.initial: dict[tuple[int, int, str], float] = {}  # (replica, layer, name) -> value
+        self.latest: dict[tuple[int, int, str], float] = {}
 
     def log(self, measurement: Measurement) -> None:
+        replica = measurement.replica if self.replicas > 1 else None
         data: dict[str, float] = {"epoch": measurement.epoch}
         for layer, name, value in measurement.rows:
-            data[wandb_key(layer, name)] = value
+            data[wandb_key(layer, name, replica)] = value
             if layer is not None:
+                key = (measurement.replica, layer, name)
                 if measurement.step == 0:
-                    self.initial[(layer, name)] = value
-                self.latest[(layer, name)] = value
+                    self.initial[key] = value
+                self.latest[key] = value
         self.run.log(data, step=measurement.step)
 
     def finish(self, exit_code: int) -> None:
         """Log the step-0 and final per-layer profiles as one table, then close the run."""
         try:
             if self.latest:
-                columns = ["layer", "name", "at_init", "final"]
-                rows = [[layer, name, self.initial.get((layer, name)), value]
-                        for (layer, name), value in sorted(self.latest.items())]
+                columns = ["replica", "layer", "name", "at_init", "final"]
+                rows = [[*key, self.initial.get(key), value] for key, value in sorted(self.latest.items())]
                 self.run.log({"layer_profiles": self.wandb.Table(columns=columns, data=rows)})
         finally:
             self.run.finish(exit_code=exit_code)
@@ -68,4 +75,4 @@ class WandbLogger:
 
 def make_logger(mode: str, **kwargs: Any) -> NullLogger | WandbLogger:
     mode = resolve_mode(mode)
-    return NullLogger() if mode == "disabled" else WandbLogger(mode, **kwargs)
+    return NullLogger(**kwargs) if mode == "disabled" else WandbLogger(mode, **kwargs)

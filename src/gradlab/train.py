@@ -2,10 +2,11 @@
 
 Step s is the mini-batch seen after s updates: step 0 is measured at initialization, before any
 update. The loop knows nothing about files, W&B or progress bars; `on_measure` receives everything.
+A replica-batched network (MLP(replicas=R)) trains each replica on its own data order, from its
+own generator, and a replica that diverges is frozen while the others go on.
 """
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -17,6 +18,7 @@ from gradlab.optim import SGD, clip_by_global_norm, global_norm
 from gradlab.stats import layer_stats
 
 EVAL_CHUNK = 8192
+Rows = list[tuple[int | None, str, Tensor]]  # (layer or None for the whole network, name, value)
 
 
 class Split(NamedTuple):
@@ -32,27 +34,28 @@ class Measurement(NamedTuple):
     epoch: int
     rows: list[tuple[int | None, str, float]]  # (layer or None for the whole network, name, value)
     epoch_end: bool  # rows hold the full train/test evaluation that closes an epoch (or step 0)
+    replica: int = 0  # which replica of a replica-batched run; 0 otherwise
 
 
 class TrainResult(NamedTuple):
-    status: str  # "completed" or "diverged"
+    status: str  # "completed", or "diverged" when every replica diverged
     steps: int  # updates made
     diverged_at_step: int | None
+    replica_diverged_at: tuple[int | None, ...] = (None,)  # per replica: the step it diverged at
 
 
 def evaluate(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """(mean loss, accuracy) over a whole set, in chunks so memory stays bounded."""
-    total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.float64, device=x.device)
+    """(mean loss, accuracy) over a whole set, in chunks so memory stays bounded; (R,) each if batched."""
+    total_loss, correct = 0.0, 0.0
     for start in range(0, len(x), EVAL_CHUNK):
         logits = net.infer(x[start : start + EVAL_CHUNK])
         target = y[start : start + EVAL_CHUNK]
-        total_loss += loss.value(logits, target).sum()
-        correct += (loss.predict(logits) == target).sum()
+        total_loss = total_loss + loss.value(logits, target).to(torch.float64).sum(-1)
+        correct = correct + (loss.predict(logits) == target).to(torch.float64).sum(-1)
     return total_loss / len(x), correct / len(x)
 
 
-def evaluation_rows(net: MLP, loss: Loss, split: Split) -> list[tuple[int | None, str, Tensor]]:
+def evaluation_rows(net: MLP, loss: Loss, split: Split) -> Rows:
     train_loss, train_accuracy = evaluate(net, loss, split.x_train, split.y_train)
     test_loss, test_accuracy = evaluate(net, loss, split.x_test, split.y_test)
     return [
@@ -63,10 +66,36 @@ def evaluation_rows(net: MLP, loss: Loss, split: Split) -> list[tuple[int | None
     ]
 
 
-def as_floats(rows: list[tuple[int | None, str, Tensor]]) -> list[tuple[int | None, str, float]]:
-    """Turn 0-d tensors into floats with one device sync."""
-    values = torch.stack([value.to(torch.float64) for _, _, value in rows]).tolist()
-    return [(layer, name, value) for (layer, name, _), value in zip(rows, values, strict=True)]
+def per_replica_floats(rows: Rows) -> list[list[tuple[int | None, str, float]]]:
+    """Turn tensor rows (values 0-d, or (R,)) into float rows for each replica, with one device sync."""
+    columns = torch.stack([value.to(torch.float64).reshape(-1) for _, _, value in rows]).T.tolist()
+    return [[(layer, name, v) for (layer, name, _), v in zip(rows, column, strict=True)] for column in columns]
+
+
+class Run:
+    """The state of one training run: which replicas still train, and where measurements go."""
+
+    def __init__(self, net: MLP, optimizer: SGD, on_measure: Callable[[Measurement], None]) -> None:
+        self.net, self.optimizer, self.on_measure = net, optimizer, on_measure
+        self.diverged_at: list[int | None] = [None] * (net.replicas or 1)
+
+    def alive(self) -> list[int]:
+        return [r for r, at in enumerate(self.diverged_at) if at is None]
+
+    def emit(self, step: int, epoch: int, rows: Rows, epoch_end: bool, replicas: list[int]) -> None:
+        floats = per_replica_floats(rows)
+        for r in replicas:
+            self.on_measure(Measurement(step, epoch, floats[r], epoch_end, r))
+
+    def mark_diverged(self, step: int, finite: Tensor) -> list[int]:
+        """Freeze each live replica whose loss or gradient went non-finite; returns them."""
+        dead = [r for r, ok in enumerate(finite.reshape(-1).tolist()) if not ok and self.diverged_at[r] is None]
+        for r in dead:
+            self.diverged_at[r] = step
+            if self.net.replicas:  # zero it so that no NaN or inf is carried along with the others
+                for p in [*self.optimizer.params, *self.optimizer.velocity]:
+                    p[r].zero_()
+        return dead
 
 
 def train(
@@ -80,38 +109,42 @@ def train(
     epochs: int,
     batch_size: int,
     log_every: int,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     on_measure: Callable[[Measurement], None],
 ) -> TrainResult:
-    """Train for `epochs` epochs; stop at once at a non-finite loss or gradient (status diverged)."""
-    optimizer = SGD([p for pair in zip(net.weights, net.biases, strict=True) for p in pair], lr, momentum)
-    device = split.x_train.device
+    """Train for `epochs` epochs; a non-finite loss or gradient stops that replica at once (diverged)."""
+    gens = list(generator) if isinstance(generator, Sequence) else [generator]
+    run = Run(net, SGD([p for pair in zip(net.weights, net.biases, strict=True) for p in pair], lr, momentum),
+              on_measure)
     step = 0
-    initial = evaluation_rows(net, loss, split)
-    on_measure(Measurement(0, 0, as_floats(initial), epoch_end=True))
+    run.emit(0, 0, evaluation_rows(net, loss, split), True, run.alive())
     for epoch in range(epochs):
-        order = torch.randperm(len(split.x_train), generator=generator).to(device)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            x, y = split.x_train[idx], split.y_train[idx]
-            logits = net.forward(x)  # (B, n_out)
-            batch_loss = loss.value(logits, y).mean()
-            grads = net.backward(loss.grad(logits, y) / len(y))
+        orders = torch.stack([torch.randperm(len(split.x_train), generator=g) for g in gens])
+        orders = (orders if net.replicas else orders[0]).to(split.x_train.device)  # (R, N) or (N,)
+        for start in range(0, orders.shape[-1], batch_size):
+            idx = orders[..., start : start + batch_size]
+            x, y = split.x_train[idx], split.y_train[idx]  # (..., B, n_features), (..., B)
+            logits = net.forward(x)
+            batch_loss = loss.value(logits, y).mean(-1)  # () or (R,)
+            grads = net.backward(loss.grad(logits, y) / y.shape[-1])
             norm = global_norm(grads)
-            finite = bool(torch.isfinite(batch_loss + norm))
-            if step % log_every == 0 or not finite:
-                accuracy = (loss.predict(logits) == y).to(logits.dtype).mean()
-                rows = layer_stats(net, grads, lr)
-                rows += [(None, "batch_loss", batch_loss), (None, "batch_accuracy", accuracy)]
-                on_measure(Measurement(step, epoch, as_floats(rows), epoch_end=False))
-            if not finite:
-                return TrainResult("diverged", step, step)
+            finite = torch.isfinite(batch_loss + norm)
+            dead = run.mark_diverged(step, finite) if not bool(finite.all()) else []
+            if step % log_every == 0 or dead:
+                accuracy = (loss.predict(logits) == y).to(logits.dtype).mean(-1)
+                rows = layer_stats(net, grads, lr) + [(None, "batch_loss", batch_loss),
+                                                       (None, "batch_accuracy", accuracy)]
+                run.emit(step, epoch, rows, False, sorted(run.alive() + dead))
+            if not run.alive():
+                return TrainResult("diverged", step, step, tuple(run.diverged_at))
             if clip_grad_norm is not None:
                 grads = clip_by_global_norm(grads, clip_grad_norm, norm)
-            optimizer.step([g for pair in grads for g in pair])
+            run.optimizer.step([g for pair in grads for g in pair])
             step += 1
-        closing = as_floats(evaluation_rows(net, loss, split))
-        on_measure(Measurement(step, epoch, closing, epoch_end=True))
-        if not all(math.isfinite(value) for _, name, value in closing if name.endswith("loss")):
-            return TrainResult("diverged", step, step)
-    return TrainResult("completed", step, None)
+        closing = evaluation_rows(net, loss, split)
+        run.emit(step, epoch, closing, True, run.alive())
+        losses = torch.stack([value for _, name, value in closing if name.endswith("loss")])
+        run.mark_diverged(step, torch.isfinite(losses).all(0))
+        if not run.alive():
+            return TrainResult("diverged", step, step, tuple(run.diverged_at))
+    return TrainResult("completed", step, None, tuple(run.diverged_at))
