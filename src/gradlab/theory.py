@@ -1,0 +1,86 @@
+"""Mean-field theory of signal propagation at init (Poole et al. 2016; Schoenholz et al. 2017).
+
+With weights of variance sigma_w^2 / fan_in and biases of variance sigma_b^2 (zero here), a wide layer's
+pre-activations are Gaussian with second moment q^l, given by the length map
+
+    q^1 = sigma_w^2 q^0 (q^0: the input's mean squared feature),
+    q^l = sigma_w^2 E_z[phi(sqrt(q^{l-1}) z)^2] + sigma_b^2,   z ~ N(0, 1),
+
+and the back-propagated signal shrinks or grows by sqrt(chi) per layer, chi = sigma_w^2 E_z[phi'(sqrt(q) z)^2]:
+delta_rms(l) / delta_rms(l+1) = sqrt(sigma_w^2(l+1) E_z[phi'(sqrt(q^l) z)^2]).
+
+The expectations fold the Gaussian onto u > 0, E[f(u)] = int_0^inf (f(u) + f(-u)) p_q(u) du, and use the
+exp-sinh rule u = sqrt(q) exp(pi/2 sinh t), trapezoidal in t: nodes crowd doubly-exponentially towards the kink
+at 0 and spread geometrically into the tails, so one rule of ~270 nodes holds for q from 1e-4 to 1e4 and beyond.
+Gauss-Hermite, the usual choice, fails here: phi' of tanh or sigmoid at q = 64 is a bump of width 1/8 that falls
+between its nodes (128 nodes: -59% on E[tanh'^2]), and the ELU/SELU kink at 0 costs it about 1%.
+tests/test_theory.py checks the rule against Gauss-Hermite where that converges, against a dense reference and
+against closed forms.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from gradlab.activations import get_activation
+from gradlab.inits import get_init
+
+STEP = 0.02  # in t: relative error below 1e-8 for every registered activation, q in [1e-4, 1e4]
+SMALLEST = 1e-16  # |u| below SMALLEST * min(1, sqrt(q)) adds nothing at double precision
+TAIL = 13.0  # nor does |u| above 13 sqrt(q): Gaussian mass below 1e-37
+
+
+def gaussian_expectation(f: Callable[[Tensor], Tensor], q: float) -> float:
+    """E[f(u)] for u ~ N(0, q): the exp-sinh rule on int_0^inf (f(s v) + f(-s v)) p(v) dv, s = sqrt(q)."""
+    if not math.isfinite(q) or q < 0:
+        return math.nan
+    if q == 0:
+        return float(f(torch.zeros((), dtype=torch.float64)))
+    sigma = math.sqrt(q)
+    lowest = math.asinh(2 / math.pi * math.log(SMALLEST * min(1.0, sigma) / sigma))
+    t = torch.arange(lowest, math.asinh(2 / math.pi * math.log(TAIL)), STEP, dtype=torch.float64)
+    v = torch.exp(math.pi / 2 * torch.sinh(t))
+    weights = torch.exp(-0.5 * v**2) / math.sqrt(2 * math.pi) * (math.pi / 2) * torch.cosh(t) * v * STEP
+    return float(((f(sigma * v) + f(-sigma * v)) * weights).sum())
+
+
+def weight_scale(init: str, fan_in: int, fan_out: int, init_gain: float = 1.0) -> float:
+    """sigma_w^2 = init_gain^2 * Var[W_ij] * fan_in: the gain a layer applies to a squared length."""
+    return init_gain**2 * get_init(init).variance(fan_in, fan_out) * fan_in
+
+
+def length_map(activation: str, q: float, sigma_w2: float, sigma_b2: float = 0.0) -> float:
+    """q' = sigma_w^2 E_z[phi(sqrt(q) z)^2] + sigma_b^2."""
+    phi = get_activation(activation).fn
+    return sigma_w2 * gaussian_expectation(lambda u: phi(u) ** 2, q) + sigma_b2
+
+
+def chi(activation: str, q: float, sigma_w2: float) -> float:
+    """chi = sigma_w^2 E_z[phi'(sqrt(q) z)^2]: the per-layer gain of the squared back-propagated signal."""
+    dphi = get_activation(activation).grad
+    return sigma_w2 * gaussian_expectation(lambda u: dphi(u) ** 2, q)
+
+
+def preactivation_lengths(
+    sizes: Sequence[int], activation: str, init: str, q0: float, init_gain: float = 1.0, sigma_b2: float = 0.0
+) -> list[float]:
+    """[q^1, ..., q^depth] for an MLP with layer sizes `sizes` fed inputs of mean squared feature q0."""
+    scales = [weight_scale(init, n_in, n_out, init_gain) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
+    lengths = [scales[0] * q0 + sigma_b2]  # layer 1 sees the raw input, no activation
+    for sigma_w2 in scales[1:]:
+        lengths.append(length_map(activation, lengths[-1], sigma_w2, sigma_b2))
+    return lengths
+
+
+def delta_rms_ratios(
+    sizes: Sequence[int], activation: str, init: str, q0: float, init_gain: float = 1.0, sigma_b2: float = 0.0
+) -> list[float]:
+    """[delta_rms(l) / delta_rms(l+1) for l = 1..depth-1]: sqrt(chi) with layer l+1's weights at q^l."""
+    lengths = preactivation_lengths(sizes, activation, init, q0, init_gain, sigma_b2)
+    ratios = []
+    for l in range(1, len(sizes) - 1):  # layer l's delta comes back through W^{l+1}
+        sigma_w2 = weight_scale(init, sizes[l], sizes[l + 1], init_gain)
+        ratios.append(math.sqrt(chi(activation, lengths[l - 1], sigma_w2)))
+    return ratios
