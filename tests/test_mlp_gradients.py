@@ -117,8 +117,9 @@ def per_example_delta_rms(net: MLP, x: torch.Tensor, y: torch.Tensor, loss_name:
     return (squares / len(x)).sqrt().tolist()
 
 
-def rows_by_key(rows) -> dict[tuple[int, str], float]:
-    table = {(layer, name): float(value) for layer, name, value in rows}
+def rows_by_key(measured) -> dict[tuple[int, str], float]:
+    rows = measured.rows()
+    table = {(layer, name): value for layer, name, value in rows}
     assert len(table) == len(rows), "a (layer, name) pair appears twice"
     return table
 

@@ -14,6 +14,8 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 # Past this point an exponential tail has slope < 3% of its linear side: "flat".
 EXP_FLAT_Z = math.log(0.03)
+SIGMOID_FLAT_Z = math.log(0.97 / 0.03)  # sigmoid(z) outside [0.03, 0.97]  <=>  |z| > this
+TANH_FLAT_Z = math.atanh(0.97)  # |tanh(z)| > 0.97  <=>  |z| > this
 
 
 class Activation(NamedTuple):
@@ -32,8 +34,8 @@ def sigmoid_grad(z: Tensor) -> Tensor:
 
 
 def sigmoid_saturated(z: Tensor) -> Tensor:
-    s = torch.sigmoid(z)
-    return (s < 0.03) | (s > 0.97)
+    """sigmoid(z) < 0.03 or > 0.97, tested on z itself (one pass, no sigmoid)."""
+    return z.abs() > SIGMOID_FLAT_Z
 
 
 def tanh(z: Tensor) -> Tensor:
@@ -45,7 +47,8 @@ def tanh_grad(z: Tensor) -> Tensor:
 
 
 def tanh_saturated(z: Tensor) -> Tensor:
-    return torch.tanh(z).abs() > 0.97
+    """|tanh(z)| > 0.97, tested on z itself."""
+    return z.abs() > TANH_FLAT_Z
 
 
 def relu(z: Tensor) -> Tensor:
@@ -117,7 +120,8 @@ def softplus_grad(z: Tensor) -> Tensor:
 
 
 def softplus_saturated(z: Tensor) -> Tensor:
-    return torch.sigmoid(z) < 0.03
+    """Slope sigmoid(z) < 0.03, tested on z itself."""
+    return z < -SIGMOID_FLAT_Z
 
 
 def linear(z: Tensor) -> Tensor:

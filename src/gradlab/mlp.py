@@ -17,6 +17,15 @@ from gradlab.activations import get_activation
 from gradlab.inits import get_init
 
 
+def affine(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """h @ w + b, as one fused kernel where the shapes allow (addmm, baddbmm)."""
+    if h.dim() == w.dim() == 2:
+        return torch.addmm(b, h, w)
+    if h.dim() == w.dim() == 3:
+        return torch.baddbmm(b.unsqueeze(-2), h, w)
+    return torch.matmul(h, w) + b.unsqueeze(-2)  # shared inputs (B, n) against replica weights
+
+
 def replica_generators(seed: int, replicas: int) -> list[torch.Generator]:
     """One generator per replica, seeded seed, seed+1, ...: replica r is the run with seed+r."""
     return [torch.Generator().manual_seed(seed + r) for r in range(replicas)]
@@ -69,7 +78,7 @@ class MLP:
         """Logits for x, (B, fan_out) or (R, B, fan_out), keeping nothing for backward."""
         h = x
         for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True), start=1):
-            z = torch.matmul(h, w) + b.unsqueeze(-2)
+            z = affine(h, w, b)
             h = self.activation.fn(z) if l < self.depth else z
         return h
 
@@ -78,7 +87,7 @@ class MLP:
         self.inputs, self.preacts = [], []
         h = x  # (B, sizes[0]) or (R, B, sizes[0])
         for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True), start=1):
-            z = torch.matmul(h, w) + b.unsqueeze(-2)  # (..., B, fan_out)
+            z = affine(h, w, b)  # (..., B, fan_out)
             self.inputs.append(h)
             self.preacts.append(z)
             h = self.activation.fn(z) if l < self.depth else z

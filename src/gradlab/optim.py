@@ -1,13 +1,26 @@
-"""SGD with optional momentum and optional global-norm gradient clipping, by hand."""
+"""SGD with optional momentum and optional global-norm gradient clipping, by hand.
+
+The updates use torch's multi-tensor `_foreach` kernels (as torch.optim.SGD does): one call for
+all parameters instead of one per tensor, which is most of a small network's step time.
+"""
 
 import torch
 from torch import Tensor
 
 
+def tensor_norms(tensors: list[Tensor], replicas: bool) -> Tensor:
+    """The 2-norm of each tensor, (n,); with replicas, of each replica's slice: (n, R)."""
+    parts = [p for t in tensors for p in t.unbind(0)] if replicas else tensors
+    return torch.stack(torch._foreach_norm(parts)).reshape(len(tensors), -1 if replicas else 1).squeeze(-1)
+
+
+def is_replica_batched(grads: list[tuple[Tensor, Tensor]]) -> bool:
+    return grads[0][1].dim() > 1  # a bias gradient (R, fan_out) rather than (fan_out,)
+
+
 def global_norm(grads: list[tuple[Tensor, Tensor]]) -> Tensor:
     """sqrt(sum over layers of ||dW||^2 + ||db||^2): 0-d, or (R,) for replica-batched gradients."""
-    squares = [dW.pow(2).sum((-2, -1)) + db.pow(2).sum(-1) for dW, db in grads]
-    return torch.stack(squares).sum(0).sqrt()
+    return torch.linalg.vector_norm(tensor_norms([g for pair in grads for g in pair], is_replica_batched(grads)), dim=0)
 
 
 def clip_by_global_norm(
@@ -29,10 +42,8 @@ class SGD:
 
     def step(self, grads: list[Tensor]) -> None:
         """Update the parameters in place."""
-        if not self.momentum:
-            for p, g in zip(self.params, grads, strict=True):
-                p.sub_(g, alpha=self.lr)
-            return
-        for p, v, g in zip(self.params, self.velocity, grads, strict=True):
-            v.mul_(self.momentum).add_(g)
-            p.sub_(v, alpha=self.lr)
+        if self.momentum:
+            torch._foreach_mul_(self.velocity, self.momentum)
+            torch._foreach_add_(self.velocity, grads)
+            grads = self.velocity
+        torch._foreach_add_(self.params, grads, alpha=-self.lr)

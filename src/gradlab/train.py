@@ -14,11 +14,10 @@ from torch import Tensor
 
 from gradlab.losses import Loss
 from gradlab.mlp import MLP
-from gradlab.optim import SGD, clip_by_global_norm, global_norm
-from gradlab.stats import layer_stats
+from gradlab.optim import SGD, clip_by_global_norm
+from gradlab.stats import Block, block, concat, gradient_norms, layer_stats
 
 EVAL_CHUNK = 8192
-Rows = list[tuple[int | None, str, Tensor]]  # (layer or None for the whole network, name, value)
 
 
 class Split(NamedTuple):
@@ -55,21 +54,18 @@ def evaluate(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor
     return total_loss / len(x), correct / len(x)
 
 
-def evaluation_rows(net: MLP, loss: Loss, split: Split) -> Rows:
+def evaluation_rows(net: MLP, loss: Loss, split: Split) -> Block:
+    """train_loss, train_accuracy, test_loss, test_accuracy over the full sets."""
     train_loss, train_accuracy = evaluate(net, loss, split.x_train, split.y_train)
     test_loss, test_accuracy = evaluate(net, loss, split.x_test, split.y_test)
-    return [
-        (None, "train_loss", train_loss),
-        (None, "train_accuracy", train_accuracy),
-        (None, "test_loss", test_loss),
-        (None, "test_accuracy", test_accuracy),
-    ]
+    keys = [(None, "train_loss"), (None, "train_accuracy"), (None, "test_loss"), (None, "test_accuracy")]
+    return block(keys, [train_loss, train_accuracy, test_loss, test_accuracy])
 
 
-def per_replica_floats(rows: Rows) -> list[list[tuple[int | None, str, float]]]:
-    """Turn tensor rows (values 0-d, or (R,)) into float rows for each replica, with one device sync."""
-    columns = torch.stack([value.to(torch.float64).reshape(-1) for _, _, value in rows]).T.tolist()
-    return [[(layer, name, v) for (layer, name, _), v in zip(rows, column, strict=True)] for column in columns]
+def per_replica_floats(measured: Block) -> list[list[tuple[int | None, str, float]]]:
+    """Each replica's rows as (layer, name, float), with one device sync."""
+    columns = measured.values.T.tolist()
+    return [[(layer, name, v) for (layer, name), v in zip(measured.keys, column, strict=True)] for column in columns]
 
 
 class Run:
@@ -82,8 +78,8 @@ class Run:
     def alive(self) -> list[int]:
         return [r for r, at in enumerate(self.diverged_at) if at is None]
 
-    def emit(self, step: int, epoch: int, rows: Rows, epoch_end: bool, replicas: list[int]) -> None:
-        floats = per_replica_floats(rows)
+    def emit(self, step: int, epoch: int, measured: Block, epoch_end: bool, replicas: list[int]) -> None:
+        floats = per_replica_floats(measured)
         for r in replicas:
             self.on_measure(Measurement(step, epoch, floats[r], epoch_end, r))
 
@@ -96,6 +92,39 @@ class Run:
                 for p in [*self.optimizer.params, *self.optimizer.velocity]:
                     p[r].zero_()
         return dead
+
+
+class Gradients(NamedTuple):
+    logits: Tensor  # (..., B, n_out)
+    batch_loss: Tensor  # () or (R,)
+    grads: list[tuple[Tensor, Tensor]]  # (dW, db) per layer
+    grad_norms: Tensor  # stats.gradient_norms(grads): each layer's ||dW||, then each ||db||
+    norm: Tensor  # global gradient norm, () or (R,)
+
+
+def gradients(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> Gradients:
+    """Forward and backward on one mini-batch, for the batch-mean loss."""
+    logits = net.forward(x)
+    batch_loss = loss.value(logits, y).mean(-1)
+    grads = net.backward(loss.grad(logits, y) / y.shape[-1])
+    grad_norms = gradient_norms(grads)
+    return Gradients(logits, batch_loss, grads, grad_norms, torch.linalg.vector_norm(grad_norms, dim=0))
+
+
+def step_rows(net: MLP, loss: Loss, g: Gradients, y: Tensor, lr: float) -> Block:
+    """Everything measured at a step: the per-layer statistics, the batch loss and accuracy."""
+    accuracy = (loss.predict(g.logits) == y).to(g.logits.dtype).mean(-1)
+    whole = block([(None, "batch_loss"), (None, "batch_accuracy")], [g.batch_loss, accuracy])
+    return concat(layer_stats(net, g.grads, lr, g.grad_norms), whole)
+
+
+def make_optimizer(net: MLP, lr: float, momentum: float) -> SGD:
+    return SGD([p for pair in zip(net.weights, net.biases, strict=True) for p in pair], lr, momentum)
+
+
+def update(optimizer: SGD, g: Gradients, clip_grad_norm: float | None) -> None:
+    grads = g.grads if clip_grad_norm is None else clip_by_global_norm(g.grads, clip_grad_norm, g.norm)
+    optimizer.step([t for pair in grads for t in pair])
 
 
 def train(
@@ -114,8 +143,7 @@ def train(
 ) -> TrainResult:
     """Train for `epochs` epochs; a non-finite loss or gradient stops that replica at once (diverged)."""
     gens = list(generator) if isinstance(generator, Sequence) else [generator]
-    run = Run(net, SGD([p for pair in zip(net.weights, net.biases, strict=True) for p in pair], lr, momentum),
-              on_measure)
+    run = Run(net, make_optimizer(net, lr, momentum), on_measure)
     step = 0
     run.emit(0, 0, evaluation_rows(net, loss, split), True, run.alive())
     for epoch in range(epochs):
@@ -124,26 +152,18 @@ def train(
         for start in range(0, orders.shape[-1], batch_size):
             idx = orders[..., start : start + batch_size]
             x, y = split.x_train[idx], split.y_train[idx]  # (..., B, n_features), (..., B)
-            logits = net.forward(x)
-            batch_loss = loss.value(logits, y).mean(-1)  # () or (R,)
-            grads = net.backward(loss.grad(logits, y) / y.shape[-1])
-            norm = global_norm(grads)
-            finite = torch.isfinite(batch_loss + norm)
+            g = gradients(net, loss, x, y)
+            finite = torch.isfinite(g.batch_loss + g.norm)
             dead = run.mark_diverged(step, finite) if not bool(finite.all()) else []
             if step % log_every == 0 or dead:
-                accuracy = (loss.predict(logits) == y).to(logits.dtype).mean(-1)
-                rows = layer_stats(net, grads, lr) + [(None, "batch_loss", batch_loss),
-                                                       (None, "batch_accuracy", accuracy)]
-                run.emit(step, epoch, rows, False, sorted(run.alive() + dead))
+                run.emit(step, epoch, step_rows(net, loss, g, y, lr), False, sorted(run.alive() + dead))
             if not run.alive():
                 return TrainResult("diverged", step, step, tuple(run.diverged_at))
-            if clip_grad_norm is not None:
-                grads = clip_by_global_norm(grads, clip_grad_norm, norm)
-            run.optimizer.step([g for pair in grads for g in pair])
+            update(run.optimizer, g, clip_grad_norm)
             step += 1
         closing = evaluation_rows(net, loss, split)
         run.emit(step, epoch, closing, True, run.alive())
-        losses = torch.stack([value for _, name, value in closing if name.endswith("loss")])
+        losses = closing.values[[i for i, (_, name) in enumerate(closing.keys) if name.endswith("loss")]]
         run.mark_diverged(step, torch.isfinite(losses).all(0))
         if not run.alive():
             return TrainResult("diverged", step, step, tuple(run.diverged_at))

@@ -1,0 +1,217 @@
+"""gradlab benchmarks: `python benchmarks/run.py` prints a table and writes benchmarks/results.{csv,json}.
+
+Every case runs in this one process, interleaved repetition by repetition so that machine noise
+falls on both sides of each ratio; each ratio is the median over repetitions of the ratio measured
+within one repetition.
+"""
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gradlab.losses import LOSSES
+from gradlab.mlp import MLP, replica_generators
+from gradlab.train import gradients, make_optimizer, per_replica_floats, step_rows, update
+
+CE = LOSSES["cross_entropy"]
+REPO = Path(__file__).resolve().parents[1]
+SIZES = {  # name: (n_in, width, depth, batch, n_out)
+    "small": (64, 64, 10, 100, 10),  # the default config on digits
+    "large": (784, 1024, 10, 512, 10),
+}
+TINY = {"small": (8, 8, 3, 4, 3), "large": (16, 16, 3, 8, 3)}
+
+
+def seconds_per_call(fn: Callable[[], object], min_seconds: float) -> float:
+    """Mean wall time of fn over as many calls as fill min_seconds (at least 3), after one warm-up."""
+    fn()
+    calls, started = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - started < min_seconds:
+        fn()
+        calls += 1
+    return (time.perf_counter() - started) / calls
+
+
+def batch(n_in: int, n_out: int, batch_size: int, replicas: int | None = None):
+    gen = torch.Generator().manual_seed(0)
+    lead = (replicas,) if replicas else ()
+    x = torch.randn(*lead, batch_size, n_in, generator=gen)
+    return x, torch.randint(0, n_out, (*lead, batch_size), generator=gen)
+
+
+def autograd_twin(net: MLP) -> nn.Sequential:
+    """The same network in torch.nn, with the same weights (nn.Linear keeps W transposed)."""
+    layers: list[nn.Module] = []
+    for l, (w, b) in enumerate(zip(net.weights, net.biases, strict=True), start=1):
+        linear = nn.Linear(*w.shape)
+        with torch.no_grad():
+            linear.weight.copy_(w.T)
+            linear.bias.copy_(b)
+        layers += [linear] + ([nn.Sigmoid()] if l < net.depth else [])
+    return nn.Sequential(*layers)
+
+
+def fwd_bwd_cases(size: tuple[int, ...]) -> dict[str, Callable[[], object]]:
+    n_in, width, depth, batch_size, n_out = size
+    net = MLP([n_in, *[width] * (depth - 1), n_out], activation="sigmoid")
+    twin = autograd_twin(net)
+    x, y = batch(n_in, n_out, batch_size)
+
+    def manual():
+        logits = net.forward(x)
+        CE.value(logits, y).mean()
+        return net.backward(CE.grad(logits, y) / batch_size)
+
+    def autograd():
+        twin.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(twin(x), y).backward()
+
+    return {"manual": manual, "autograd": autograd}
+
+
+def training_steps(size: tuple[int, ...], log_every: int | None, replicas: int | None = None, steps: int = 10):
+    """`steps` training steps, measuring every log_every-th (None: never); what train() does per step."""
+    n_in, width, depth, batch_size, n_out = size
+    gens = replica_generators(0, replicas) if replicas else torch.Generator().manual_seed(0)
+    net = MLP([n_in, *[width] * (depth - 1), n_out], activation="sigmoid", generator=gens)
+    optimizer = make_optimizer(net, lr=1e-3, momentum=0.9)
+    x, y = batch(n_in, n_out, batch_size, replicas)
+
+    def run():
+        for step in range(steps):
+            g = gradients(net, CE, x, y)
+            bool(torch.isfinite(g.batch_loss + g.norm).all())  # the divergence check every step makes
+            if log_every and step % log_every == 0:
+                per_replica_floats(step_rows(net, CE, g, y, 1e-3))
+            update(optimizer, g, None)
+
+    return run
+
+
+def matmul_floor(size: tuple[int, ...]) -> Callable[[], object]:
+    """Only the matrix products of one training step, on tensors of the same shapes."""
+    n_in, width, depth, batch_size, n_out = size
+    sizes = [n_in, *[width] * (depth - 1), n_out]
+    ws = [torch.randn(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    hs = [torch.randn(batch_size, a) for a in sizes[:-1]]
+    dzs = [torch.randn(batch_size, b) for b in sizes[1:]]
+
+    def run():
+        for l, (w, h, dz) in enumerate(zip(ws, hs, dzs, strict=True)):
+            h @ w  # forward
+            h.T @ dz  # dW
+            if l > 0:
+                dz @ w.T  # dh for the layer below
+    return run
+
+
+def job(replicas: int, run_dir: Path) -> Callable[[], object]:
+    """One whole `python src/run.py` job with the default config (W&B off), as a user runs it."""
+    command = [sys.executable, str(REPO / "src" / "run.py"), f"replicas={replicas}", "logger.mode=disabled",
+               f"hydra.run.dir={run_dir / f'replicas_{replicas}'}"]
+    return lambda: subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+
+
+def cases(sizes: dict[str, tuple[int, ...]], replicas: int) -> dict[str, Callable[[], object]]:
+    small, large = sizes["small"], sizes["large"]
+    found = {}
+    for name, size in (("small", small), ("large", large)):
+        for impl, fn in fwd_bwd_cases(size).items():
+            found[f"fwd_bwd {name} {impl}"] = fn
+    found["steps small unmeasured"] = training_steps(small, None)
+    found["steps small log_every=1"] = training_steps(small, 1)
+    found["steps small log_every=5"] = training_steps(small, 5)
+    found["step large"] = training_steps(large, None, steps=1)
+    found["step large matmuls only"] = matmul_floor(large)
+    found[f"steps small replicas={replicas}"] = training_steps(small, 5, replicas=replicas)
+    return found
+
+
+RATIOS = [  # (measure, numerator, denominator, offset, goal)
+    ("fwd+bwd manual / autograd, small", "fwd_bwd small manual", "fwd_bwd small autograd", 0, 0.90),
+    ("fwd+bwd manual / autograd, large", "fwd_bwd large manual", "fwd_bwd large autograd", 0, 1.05),
+    ("measurement overhead, log_every=1", "steps small log_every=1", "steps small unmeasured", -1, 0.10),
+    ("measurement overhead, log_every=5 (default)", "steps small log_every=5", "steps small unmeasured", -1, 0.02),
+    ("large step / its matmuls alone", "step large", "step large matmuls only", 0, 1.30),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved repetitions (median taken)")
+    parser.add_argument("--min-seconds", type=float, default=0.3, help="time per case per repetition")
+    parser.add_argument("--replicas", type=int, default=8)
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes: checks that the script runs")
+    parser.add_argument("--job-repeats", type=int, default=3, help="whole-job timings per replica count; 0: none")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    sizes = TINY if args.tiny else SIZES
+    found = cases(sizes, args.replicas)
+    times: dict[str, list[float]] = {name: [] for name in found}
+    for rep in range(args.repeats):
+        for name, fn in found.items():
+            times[name].append(seconds_per_call(fn, args.min_seconds))
+        print(f"repetition {rep + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+    ratios = RATIOS + [(f"replicas={args.replicas} / replicas=1, training steps",
+                        f"steps small replicas={args.replicas}", "steps small log_every=5", 0, 2.5)]
+    if args.job_repeats:
+        times.update(time_jobs(args.replicas, args.job_repeats))
+        ratios.append((f"replicas={args.replicas} / replicas=1, whole job", f"job replicas={args.replicas}",
+                       "job replicas=1", 0, 2.5))
+    results = []
+    for measure, num, den, offset, goal in ratios:
+        value = statistics.median(a / b for a, b in zip(times[num], times[den], strict=True)) + offset
+        results.append({"measure": measure, "value": round(value, 4), "goal": f"<= {goal}", "met": value <= goal,
+                        "numerator_ms": round(1e3 * statistics.median(times[num]), 4),
+                        "denominator_ms": round(1e3 * statistics.median(times[den]), 4)})
+    report(results, times, args, sizes)
+    return 0
+
+
+def time_jobs(replicas: int, repeats: int) -> dict[str, list[float]]:
+    """Wall time of whole jobs, replicas=1 and replicas=R alternating."""
+    times: dict[str, list[float]] = {"job replicas=1": [], f"job replicas={replicas}": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(repeats):
+            for r in (1, replicas):
+                started = time.perf_counter()
+                job(r, Path(tmp))()
+                times[f"job replicas={r}"].append(time.perf_counter() - started)
+            print(f"job repetition {rep + 1}/{repeats} done", file=sys.stderr, flush=True)
+    return times
+
+
+def report(results: list[dict], times: dict[str, list[float]], args: argparse.Namespace, sizes: dict) -> None:
+    print(f"\n{'measure':<55} {'value':>8}  {'goal':>7}  met   ({'num ms':>9} / {'den ms':>9})")
+    for r in results:
+        print(f"{r['measure']:<55} {r['value']:>8.3f}  {r['goal']:>7}  {'yes' if r['met'] else 'NO ':<4}"
+              f"  ({r['numerator_ms']:>9.3f} / {r['denominator_ms']:>9.3f})")
+    for unit, batched, single in (("10 steps", f"steps small replicas={args.replicas}", "steps small log_every=5"),
+                                  ("job", f"job replicas={args.replicas}", "job replicas=1")):
+        if batched in times:
+            batched_ms, single_ms = (1e3 * statistics.median(times[k]) for k in (batched, single))
+            print(f"{args.replicas} seeds, per {unit}: one batched run {batched_ms:.1f} ms, "
+                  f"{args.replicas} separate runs {args.replicas * single_ms:.1f} ms")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"sizes": sizes, "repeats": args.repeats, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "case_median_ms": {k: 1e3 * statistics.median(v) for k, v in times.items()}}
+    args.out.with_suffix(".json").write_text(json.dumps({"results": results, **meta}, indent=2) + "\n")
+    with args.out.with_suffix(".csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(results[0]))
+        writer.writeheader()
+        writer.writerows(results)
+    print(f"written: {args.out.with_suffix('.csv')} and .json")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
