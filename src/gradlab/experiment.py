@@ -83,6 +83,19 @@ def run_job(cfg: DictConfig, job: Job) -> str:
         print(f"gradlab: {error}", file=sys.stderr)
         discard(job.run_dir)
         sys.exit(2)
+    summary = train_recorded(cfg, setup, job)
+    if summary["status"] == "interrupted":
+        print(f"gradlab: interrupted; the record so far is in {job.run_dir}", file=sys.stderr)
+        sys.exit(130)
+    return summary["status"]
+
+
+def train_recorded(cfg: DictConfig, setup: Setup, job: Job) -> dict[str, Any]:
+    """Train, handing every measurement to the run record, W&B and the progress bar; returns the summary.
+
+    Whatever ends the run (completion, divergence, an exception, Ctrl-C or SIGTERM), the record is
+    flushed and the summary written with its status before this returns or re-raises.
+    """
     started = time.time()
     record = RunRecord(job.run_dir)
     summary: dict[str, Any] = {
@@ -91,8 +104,7 @@ def run_job(cfg: DictConfig, job: Job) -> str:
         "torch_threads": torch.get_num_threads(),
     }
     record.write_summary({**summary, "steps": 0})
-    steps_per_epoch = math.ceil(len(setup.split.x_train) / cfg.batch_size)
-    progress = Progress(cfg.epochs * steps_per_epoch, desc=job.name)
+    progress = Progress(cfg.epochs * math.ceil(len(setup.split.x_train) / cfg.batch_size), desc=job.name)
     logger = make_logger(
         cfg.logger.mode, project=cfg.logger.project, entity=cfg.logger.entity, run_dir=job.run_dir,
         group=job.group, name=job.name, config=OmegaConf.to_container(cfg, resolve=True), replicas=cfg.replicas,
@@ -101,9 +113,8 @@ def run_job(cfg: DictConfig, job: Job) -> str:
     exit_code = 1
 
     def on_measure(measurement: Measurement) -> None:
-        record.append(measurement)
-        logger.log(measurement)
-        progress.update(measurement)
+        for sink in (record.append, logger.log, progress.update):
+            sink(measurement)
 
     try:
         result = train(
@@ -127,10 +138,7 @@ def run_job(cfg: DictConfig, job: Job) -> str:
         summary.update(final_metrics(record, cfg.replicas), wall_seconds=round(time.time() - started, 3))
         record.write_summary(summary)
         logger.finish(exit_code)
-    if exit_code == 130:
-        print(f"gradlab: interrupted; the record so far is in {job.run_dir}", file=sys.stderr)
-        sys.exit(130)
-    return summary["status"]
+    return summary
 
 
 FINAL_NAMES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
