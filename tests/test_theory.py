@@ -14,6 +14,7 @@ from gradlab.theory import (
     delta_rms_ratios,
     gaussian_expectation,
     length_map,
+    log10_first_to_last_ratios,
     preactivation_lengths,
     weight_scale,
 )
@@ -112,3 +113,12 @@ def test_predicted_ratio_matches_a_wide_network_at_init(activation, init):
     bulk = predicted[2:-2]
     expected = math.exp(sum(map(math.log, bulk)) / len(bulk))
     assert measured_bulk_ratio(sizes, activation, init) == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize("activation, init", [("sigmoid", "xavier_uniform"), ("tanh", "normal"), ("relu", "uniform")])
+def test_first_to_last_ratio_by_depth_is_the_product_of_per_layer_ratios(activation, init):
+    by_depth = log10_first_to_last_ratios(64, 32, 10, [1, 2, 3, 7, 20], activation, init, q0=0.9)
+    assert by_depth[1] == 0.0
+    for depth in (2, 3, 7, 20):
+        ratios = delta_rms_ratios([64, *[32] * (depth - 1), 10], activation, init, q0=0.9)
+        assert by_depth[depth] == pytest.approx(sum(map(math.log10, ratios)), rel=1e-12, abs=1e-12)

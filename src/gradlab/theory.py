@@ -84,3 +84,32 @@ def delta_rms_ratios(
         sigma_w2 = weight_scale(init, sizes[l], sizes[l + 1], init_gain)
         ratios.append(math.sqrt(chi(activation, lengths[l - 1], sigma_w2)))
     return ratios
+
+
+
+def log10_first_to_last_ratios(
+    n_in: int, width: int, n_out: int, depths: Sequence[int], activation: str, init: str, q0: float,
+    init_gain: float = 1.0, sigma_b2: float = 0.0,
+) -> dict[int, float]:
+    """{depth: log10(delta_rms(1) / delta_rms(depth))} for MLPs [n_in, width x (depth - 1), n_out].
+
+    The hidden layers of every depth match the deepest one's, so one length map serves them all; only
+    the last step, back through the output layer's weights, differs between depths. Logs, as the ratio
+    itself overflows a float past depth ~100 for ReLU with N(0, 1) weights.
+    """
+    deepest = max(depths)
+    lengths = preactivation_lengths([n_in, *[width] * (deepest - 1), n_out], activation, init, q0, init_gain, sigma_b2)
+    hidden = weight_scale(init, width, width, init_gain)
+    output = weight_scale(init, width, n_out, init_gain)
+
+    def log10_sqrt_chi(q: float, sigma_w2: float) -> float:
+        gain = chi(activation, q, sigma_w2)
+        return 0.5 * math.log10(gain) if gain > 0 else math.nan
+
+    through_hidden = [0.0]  # sum of log10 sqrt(chi) over the first k layers, k = 0..deepest-2
+    for q in lengths[: deepest - 2]:
+        through_hidden.append(through_hidden[-1] + log10_sqrt_chi(q, hidden))
+    return {
+        depth: 0.0 if depth == 1 else through_hidden[depth - 2] + log10_sqrt_chi(lengths[depth - 2], output)
+        for depth in depths
+    }
