@@ -1,0 +1,74 @@
+"""Figures of the network at initialization (1, 2, 4): each draws one panel from a tidy DataFrame, no I/O.
+
+Figures 1 and 2 take metric rows (run, step, layer, name, value, activation, init, series, shade); figure 4
+takes rows of log10 first-to-last ratios (see ratio_rows).
+"""
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from analysis.style import THEORY, by_series, draw_series, init_style, series_color, small_legend
+
+
+def layer_profile(ax: Axes, measured: pd.DataFrame, predicted: pd.DataFrame | None = None) -> None:
+    """Measured values against layer, one line per series (seed mean and band); theory thin and black."""
+    for series, rows in by_series(measured):
+        color = series_color(rows.activation.iloc[0], rows.shade.iloc[0])
+        draw_series(ax, rows, "layer", log=True, color=color, linestyle=init_style(rows.init.iloc[0]),
+                    linewidth=2, label=series)
+    if predicted is not None and not predicted.empty:
+        for index, (_, rows) in enumerate(by_series(predicted)):
+            draw_series(ax, rows.assign(run=0), "layer", log=True, linestyle=init_style(rows.init.iloc[0]),
+                        label="mean-field theory" if index == 0 else None, **THEORY)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (1 = input side)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+    small_legend(ax)
+
+
+def delta_rms_at_init(df: pd.DataFrame, ax: Axes) -> None:
+    """Figure 1: delta_rms at step 0 against layer, one line per series, the theory drawn over it."""
+    at_init = df[df.step == 0]
+    layer_profile(ax, at_init[at_init.name == "delta_rms"], at_init[at_init.name == "delta_rms_predicted"])
+    ax.set_ylabel("delta_rms at init\n(per-example ||dL/dz||)")
+
+
+def grad_norm_at_init(df: pd.DataFrame, ax: Axes) -> None:
+    """Figure 2: the weight gradient's norm at step 0 against layer, one line per series."""
+    at_init = df[df.step == 0]
+    layer_profile(ax, at_init[at_init.name == "grad_norm"])
+    ax.set_ylabel("grad_norm at init\n(||dL/dW||, mini-batch)")
+
+
+def ratio_rows(runs: pd.DataFrame, theory: pd.DataFrame) -> pd.DataFrame:
+    """Figure 4's input: measured log10 delta_rms(1)/delta_rms(depth) per run, and theory per depth.
+
+    theory has columns activation, init, curve, depth, log10_ratio; runs has delta_rms_ratio and shade.
+    """
+    measured = runs.assign(log10_ratio=np.log10(runs.delta_rms_ratio.where(runs.delta_rms_ratio > 0)),
+                           source="measured")
+    columns = ["run", "activation", "init", "curve", "depth", "shade", "log10_ratio", "source"]
+    return pd.concat([measured[columns], theory.assign(source="theory", run=-1)], ignore_index=True)
+
+
+def delta_ratio_against_depth(df: pd.DataFrame, ax: Axes) -> None:
+    """Figure 4: log10 of delta_rms(layer 1) / delta_rms(last layer) at init against depth, theory in black."""
+    measured, theory = df[df.source == "measured"], df[df.source == "theory"]
+    for (init, curve), rows in measured.groupby(["init", "curve"], sort=False):
+        color = series_color(rows.activation.iloc[0], rows.shade.max())
+        style = init_style(init)
+        draw_series(ax, rows.rename(columns={"log10_ratio": "value"}), "depth", log=False, color=color,
+                    linestyle=style, linewidth=2, marker="o", label=", ".join(filter(None, [init, curve])))
+        line = theory[(theory.init == init) & (theory.curve == curve)].sort_values("depth")
+        ax.plot(line.depth, line.log10_ratio, linestyle=style, **THEORY)
+    ax.axhline(0, color="gray", linewidth=0.8)
+    ax.set_xlabel("depth (number of layers)")
+    ax.set_ylabel("log10 delta_rms ratio at init\n(layer 1 / last layer)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    small_legend(ax)
+    if not theory.empty:
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles + [Line2D([], [], **THEORY)], labels + ["mean-field theory"], fontsize="x-small")

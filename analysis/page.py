@@ -1,0 +1,81 @@
+"""The report page as one HTML string: findings table, then each figure with its caption. Writes nothing."""
+
+import html
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from analysis.predict import STABLE_BAND
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td:nth-child(-n+2) { text-align: left; }
+.vanishing { background: #fde2e1; } .exploding { background: #fff1cc; } .stable { background: #e3f4e1; }
+figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.95em; color: #444; max-width: 60em; } .pair { display: flex; gap: 1em; flex-wrap: wrap; }
+.pair figure { flex: 1 1 600px; margin-top: 0; } code { background: #f5f5f5; padding: 0 0.2em; }
+"""
+
+
+def number(value: object) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.3g}"
+    return html.escape(str(value))
+
+
+def findings_table(table: pd.DataFrame) -> str:
+    """The findings as an HTML table, each row tinted by its measured verdict."""
+    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    rows = []
+    for record in table.to_dict("records"):
+        cells = "".join(f"<td>{number(v)}</td>" for v in record.values())
+        rows.append(f'<tr class="{html.escape(str(record.get("verdict", "")))}">{cells}</tr>')
+    return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def figure_block(name: str, title: str, caption: str) -> str:
+    title = html.escape(title)
+    return (f'<figure id="{name}"><h3>{title}</h3><img src="figures/{name}.png" alt="{title}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def page(sources: Sequence[str], runs: pd.DataFrame, skipped: Sequence[str], table: pd.DataFrame,
+         figures: Sequence[tuple[str, str, str]]) -> str:
+    """The whole page; figures are (name, title, caption), side by side where names share a number (1|2, 7a|7b)."""
+    statuses = ", ".join(f"{count} {status}" for status, count in runs.status.value_counts().items())
+    skipped_html = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in skipped)
+    blocks, index = [], 0
+    while index < len(figures):
+        name = figures[index][0]
+        pair = index + 1 < len(figures) and (name[:1], figures[index + 1][0][:1]) in {("1", "2"), ("7", "7")}
+        if pair:
+            blocks.append(f'<div class="pair">{figure_block(*figures[index])}{figure_block(*figures[index + 1])}</div>')
+            index += 2
+        else:
+            blocks.append(figure_block(*figures[index]))
+            index += 1
+    band = f"{1 / STABLE_BAND:.2f}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>gradlab report</title><style>{STYLE}</style></head><body>
+<h1>Vanishing and exploding gradients: report</h1>
+<p>{len(runs)} runs ({statuses}) from {", ".join(f"<code>{html.escape(s)}</code>" for s in sources)}.
+Every run's config, status and final metrics: <a href="runs.csv">runs.csv</a>.</p>
+{f"<p>Skipped (unreadable record):</p><ul>{skipped_html}</ul>" if skipped else ""}
+<h2>Findings</h2>
+<p><b>measured</b>: the per-layer ratio r = delta_rms(l) / delta_rms(l+1) of the back-propagated signal at
+initialization, from a straight-line fit of log10 delta_rms against layer over the bulk layers (leaving out the
+first and last few), at the deepest depth swept (<b>depth</b>), geometric mean over seeds. <b>predicted</b>: the
+mean-field value sqrt(chi) over the same layers (Poole et al. 2016; Schoenholz et al. 2017).
+<b>verdict</b> (from measured) and <b>theory</b> (from predicted): vanishing when r &lt; {band} (the signal
+falls by more than 10x every 10 layers), exploding when r &gt; {STABLE_BAND:.2f}, stable in between.
+Accuracy: final test accuracy, mean over seeds, diverged runs counted out.</p>
+{findings_table(table)}
+<h2>Figures</h2>
+<p>Colors: one per activation, lighter for the shallower (or smaller) configurations of a sweep. Line styles:
+one per init. Thin black lines: mean-field theory. Bands: min to max over seeds.</p>
+{"".join(blocks)}
+</body></html>
+"""

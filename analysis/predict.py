@@ -1,0 +1,168 @@
+"""Predict: gradlab.theory's mean-field prediction beside the measurements, and the findings table.
+
+Per-layer ratios run toward the input: r_l = delta_rms(l) / delta_rms(l+1), below 1 when the signal vanishes.
+"""
+
+import functools
+import math
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from gradlab import theory
+
+STABLE_BAND = 10**0.1  # |log10 r| < 0.1 per layer: less than a factor 10 over 10 layers
+MIN_BULK_LAYERS = 3
+
+
+class DataShape(NamedTuple):
+    n_in: int
+    n_out: int
+    q0: float  # mean over training examples and features of x^2: the input's squared length per feature
+
+
+@functools.cache
+def data_shape(dataset: str, loss: str | None) -> DataShape | None:
+    """Input and output sizes and q^0 of a data set, from its training split under ./data; None if not there."""
+    from gradlab.config import DatasetConfig
+    from gradlab.data import DATASETS
+    from gradlab.losses import LOSSES
+
+    options = DatasetConfig(name=dataset)
+    try:
+        split = DATASETS[dataset].load(Path("data"), options)
+    except Exception as error:  # a torchvision set not on disk, offline: no theory, the measurements stay
+        warnings.warn(f"no theory for dataset={dataset}: {error}", stacklevel=2)
+        return None
+    n_out = LOSSES[loss or options.loss].out_dim(split.n_classes)
+    return DataShape(split.x_train.shape[1], n_out, float(split.x_train.double().pow(2).mean()))
+
+
+@functools.cache
+def predicted_ratios(activation: str, init: str, init_gain: float, width: int, depth: int, dataset: str,
+                     loss: str | None) -> tuple[float, ...] | None:
+    """(r_1, ..., r_{depth-1}) by mean-field theory for one architecture; None without the data set."""
+    shape = data_shape(dataset, loss)
+    if shape is None:
+        return None
+    sizes = [shape.n_in, *[width] * (depth - 1), shape.n_out]
+    return tuple(theory.delta_rms_ratios(sizes, activation, init, shape.q0, init_gain))
+
+
+def architecture(run: pd.Series | tuple) -> tuple:
+    """The config values the theory depends on, as plain hashable values."""
+    loss = run.loss if isinstance(run.loss, str) else None
+    return run.activation, run.init, float(run.init_gain), int(run.width), int(run.depth), run.dataset, loss
+
+
+def predicted_profiles(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """Rows named delta_rms_predicted at step 0: the theory's profile, anchored at the measured last layer."""
+    last = metrics[(metrics.step == 0) & (metrics.name == "delta_rms") & (metrics.layer == metrics.depth)]
+    anchors = last.set_index("run").value
+    frames = []
+    for run in runs.itertuples(index=False):
+        ratios = predicted_ratios(*architecture(run)) if run.depth >= 2 else None
+        if run.run not in anchors.index or ratios is None:
+            continue
+        log_ratios = np.log10(ratios)
+        above = np.concatenate([np.cumsum(log_ratios[::-1])[::-1], [0.0]])  # log10 delta(l) / delta(depth)
+        frames.append(pd.DataFrame({"run": run.run, "step": 0, "epoch": 0, "layer": np.arange(1, run.depth + 1.0),
+                                    "name": "delta_rms_predicted", "value": anchors[run.run] * 10**above}))
+    if not frames:
+        return metrics.iloc[:0]
+    predicted = pd.concat(frames, ignore_index=True)
+    config = metrics.drop(columns=["step", "epoch", "layer", "name", "value"]).drop_duplicates("run")
+    return predicted.merge(config, on="run", how="left")
+
+
+def bulk_layers(depth: int) -> range:
+    """The layers a per-layer ratio is fitted over: all but the first and last few."""
+    trim = 1 if depth < 10 else max(2, depth // 10)
+    return range(1 + trim, depth - trim + 1)
+
+
+def fitted_ratio(layers: np.ndarray, values: np.ndarray) -> float:
+    """10^-slope of a least-squares line through log10 values against layer: r per layer, toward the input."""
+    keep = np.isfinite(values) & (values > 0)
+    if keep.sum() < MIN_BULK_LAYERS:
+        return math.nan
+    slope = np.polyfit(layers[keep], np.log10(values[keep]), 1)[0]
+    return 10 ** (-slope)
+
+
+def measured_bulk_ratios(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.Series:
+    """Per run: the fitted per-layer ratio of delta_rms at init over its bulk layers (NaN when too shallow)."""
+    at_init = metrics[(metrics.step == 0) & (metrics.name == "delta_rms")]
+    fits = {}
+    for run, rows in at_init.groupby("run"):
+        depth = int(rows.depth.iloc[0])
+        bulk = rows[rows.layer.isin(bulk_layers(depth))]
+        fits[run] = fitted_ratio(bulk.layer.to_numpy(), bulk.value.to_numpy())
+    return runs.run.map(fits)
+
+
+def predicted_bulk_ratio(run: pd.Series | tuple) -> float:
+    """Geometric mean of the predicted r_l over the same bulk layers as the fit."""
+    ratios = predicted_ratios(*architecture(run))
+    spanned = list(bulk_layers(run.depth))[:-1]  # a fit over layers a..b spans r_a..r_{b-1}
+    if ratios is None or len(spanned) < MIN_BULK_LAYERS - 1:
+        return math.nan
+    return float(10 ** np.mean(np.log10([ratios[l - 1] for l in spanned])))
+
+
+def verdict(ratio: float) -> str:
+    if not math.isfinite(ratio):
+        return "n/a"
+    return "vanishing" if ratio < 1 / STABLE_BAND else "exploding" if ratio > STABLE_BAND else "stable"
+
+
+def accuracy_cell(group: pd.DataFrame) -> str:
+    """Mean final test accuracy over seeds; diverged seeds are counted out and named."""
+    diverged = (group.status == "diverged").sum()
+    kept = group[group.status != "diverged"].final_test_accuracy.astype(float)
+    text = f"{kept.mean():.3f}" if kept.notna().any() else "diverged" if diverged else "n/a"
+    return text + (f" ({diverged}/{len(group)} diverged)" if diverged and len(kept) else "")
+
+
+def findings(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (activation, init, other swept values but depth): measured vs predicted r, verdicts, accuracy.
+
+    Needs runs.bulk_ratio (measured_bulk_ratios). The ratio is read at the deepest depth that has a bulk.
+    """
+    rows = []
+    for (activation, init, curve), group in runs.groupby(["activation", "init", "curve"], sort=False):
+        fitted = group[group.bulk_ratio.notna()]
+        row = {"activation": activation, "init": init, "other": curve}
+        if len(fitted):
+            deepest = fitted[fitted.depth == fitted.depth.max()]
+            measured = float(10 ** np.log10(deepest.bulk_ratio).mean())
+            predicted = predicted_bulk_ratio(deepest.iloc[0])
+            row.update(depth=int(deepest.depth.iloc[0]), measured=measured, predicted=predicted)
+            row.update(verdict=verdict(measured), theory=verdict(predicted))
+        for depth, at_depth in group.groupby("depth"):
+            row[f"accuracy at depth {depth}"] = accuracy_cell(at_depth)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.drop(columns="other") if (table.other == "").all() else table
+
+
+def depth_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Theory's log10 delta_rms(1) / delta_rms(depth) for every depth from 2 to the deepest, per (activation,
+    init, curve): columns activation, init, curve, depth, log10_ratio."""
+    frames = []
+    for (activation, init, curve), group in runs.groupby(["activation", "init", "curve"], sort=False):
+        first = group.iloc[0]
+        _, _, init_gain, width, _, dataset, loss = architecture(first)
+        shape = data_shape(dataset, loss)
+        if shape is None:
+            continue
+        depths = list(range(2, max(int(group.depth.max()), 2) + 1))
+        by_depth = theory.log10_first_to_last_ratios(shape.n_in, width, shape.n_out, depths, activation, init,
+                                                     shape.q0, init_gain)
+        frames.append(pd.DataFrame({"activation": activation, "init": init, "curve": curve, "depth": depths,
+                                    "log10_ratio": [by_depth[d] for d in depths]}))
+    columns = ["activation", "init", "curve", "depth", "log10_ratio"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

@@ -1,0 +1,101 @@
+"""Build the report of one or more sweeps: `python analysis/report.py [SWEEP_DIR ...]`.
+
+Default: the newest sweep under runs/multirun/. Several sweep folders, or a parent of several, make one report,
+written into the first: report/index.html, report/figures/*.png and report/runs.csv. The only module that
+writes files; load reads the runs and the figures draw.
+"""
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: import `analysis` from the repository, not its own folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no window, whatever the machine's display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.catalog import FIGURES, Inputs  # noqa: E402
+from analysis.figures_init import ratio_rows  # noqa: E402
+from analysis.load import CONFIG_COLUMNS, load  # noqa: E402
+from analysis.page import page  # noqa: E402
+from analysis.predict import (  # noqa: E402
+    depth_curves,
+    findings,
+    measured_bulk_ratios,
+    predicted_bulk_ratio,
+    predicted_profiles,
+)
+from gradlab.sweeps import newest_sweep  # noqa: E402
+
+RUNS_CSV_COLUMNS = ["run", "job", "replica", *CONFIG_COLUMNS, "status", "steps", "diverged_at_step",
+                    "final_train_loss", "final_train_accuracy", "final_test_loss", "final_test_accuracy",
+                    "grad_norm_ratio", "delta_rms_ratio", "bulk_ratio", "predicted_bulk_ratio", "wall_seconds"]
+DPI = 100
+
+
+def analyse(sweeps: list[Path], progress: bool | None = None) -> tuple[Inputs, pd.DataFrame, list[str]]:
+    """Load the sweeps and add the theory: the figures' inputs, the findings table and the skipped jobs."""
+    sweep = load(sweeps, progress=progress)
+    runs = sweep.runs.assign(bulk_ratio=measured_bulk_ratios(sweep.runs, sweep.metrics))
+    runs["predicted_bulk_ratio"] = [predicted_bulk_ratio(run) for run in runs.itertuples(index=False)]
+    metrics = pd.concat([sweep.metrics, predicted_profiles(runs, sweep.metrics)], ignore_index=True)
+    return Inputs(runs, metrics, ratio_rows(runs, depth_curves(runs))), findings(runs), sweep.skipped
+
+
+def build(sweeps: list[Path], progress: bool | None = None) -> Path:
+    """Write the report of the sweeps into the first one's report/ folder; returns the path of index.html."""
+    out = Path(sweeps[0]) / "report"
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "figures").glob("*.png"):
+        stale.unlink()
+    inputs, table, skipped = analyse(sweeps, progress)
+    for spec in FIGURES:
+        fig = spec.build(inputs)
+        fig.suptitle(spec.title, fontsize="large")
+        fig.savefig(out / "figures" / f"{spec.name}.png", dpi=DPI)
+        plt.close(fig)
+    inputs.runs[RUNS_CSV_COLUMNS].to_csv(out / "runs.csv", index=False)
+    html = page([str(s) for s in sweeps], inputs.runs, skipped, table,
+                [(spec.name, spec.title, spec.caption) for spec in FIGURES])
+    (out / "index.html").write_text(html, encoding="utf-8")
+    return out / "index.html"
+
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    return f"warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweeps", nargs="*", type=Path,
+                        help="sweep folders, or a parent of several (default: the newest under runs/multirun/)")
+    args = parser.parse_args(argv)
+    sweeps = args.sweeps or [newest_sweep(Path("runs"))]
+    if None in sweeps:
+        print("gradlab report: no sweep under runs/multirun/; run `python src/run.py -m ...` or pass a folder",
+              file=sys.stderr)
+        return 2
+    missing = [str(s) for s in sweeps if not s.is_dir()]
+    if missing:
+        print(f"gradlab report: not a folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    warnings.formatwarning = one_line_warning
+    started = time.time()
+    try:
+        index = build(sweeps)
+    except FileNotFoundError as error:
+        print(f"gradlab report: {error}", file=sys.stderr)
+        return 2
+    print(f"report built in {time.time() - started:.1f} s: {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
