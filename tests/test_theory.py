@@ -14,6 +14,7 @@ from gradlab.theory import (
     delta_rms_ratios,
     gaussian_expectation,
     length_map,
+    log10_delta_rms_profile,
     log10_first_to_last_ratios,
     preactivation_lengths,
     weight_scale,
@@ -117,8 +118,46 @@ def test_predicted_ratio_matches_a_wide_network_at_init(activation, init):
 
 @pytest.mark.parametrize("activation, init", [("sigmoid", "xavier_uniform"), ("tanh", "normal"), ("relu", "uniform")])
 def test_first_to_last_ratio_by_depth_is_the_product_of_per_layer_ratios(activation, init):
-    by_depth = log10_first_to_last_ratios(64, 32, 10, [1, 2, 3, 7, 20], activation, init, q0=0.9)
+    by_depth = log10_first_to_last_ratios(64, 32, 10, [1, 2, 3, 7, 20], activation, init, q0s=[0.9])
     assert by_depth[1] == 0.0
     for depth in (2, 3, 7, 20):
         ratios = delta_rms_ratios([64, *[32] * (depth - 1), 10], activation, init, q0=0.9)
         assert by_depth[depth] == pytest.approx(sum(map(math.log10, ratios)), rel=1e-12, abs=1e-12)
+
+
+def test_profile_of_one_input_length_is_the_product_of_per_layer_ratios():
+    sizes = [64, *[48] * 9, 10]
+    profile = log10_delta_rms_profile(sizes, "tanh", "xavier_uniform", q0s=[0.8])
+    log_ratios = [math.log10(r) for r in delta_rms_ratios(sizes, "tanh", "xavier_uniform", q0=0.8)]
+    assert profile == pytest.approx([sum(log_ratios[l:]) for l in range(9)] + [0.0], abs=1e-12)
+
+
+def test_first_to_last_ratio_by_depth_is_the_profile_at_layer_1_for_many_input_lengths():
+    q0s = [0.3, 0.9, 2.5]
+    by_depth = log10_first_to_last_ratios(64, 32, 10, [2, 5, 12], "gelu", "kaiming_normal", q0s=q0s)
+    for depth in (2, 5, 12):
+        profile = log10_delta_rms_profile([64, *[32] * (depth - 1), 10], "gelu", "kaiming_normal", q0s=q0s)
+        assert by_depth[depth] == pytest.approx(profile[0], abs=1e-12)
+
+
+def first_to_last_at_init(activation: str, init: str, seed: int) -> tuple[float, torch.Tensor]:
+    """Measured log10 delta_rms(1) / delta_rms(depth) of a 24-layer, 512-wide network, and its inputs' lengths."""
+    gen = torch.Generator().manual_seed(seed)
+    net = MLP([64, *[512] * 23, 10], activation, init, dtype=torch.float64, generator=gen)
+    lengths = torch.linspace(0.5, 1.5, 256, dtype=torch.float64)[:, None]  # inputs of unequal lengths
+    x = torch.randn(256, 64, dtype=torch.float64, generator=gen) * lengths
+    net.forward(x)
+    net.backward(torch.randn(256, 10, dtype=torch.float64, generator=gen))
+    rms = [d.pow(2).sum(1).mean().sqrt().item() for d in net.deltas]
+    return math.log10(rms[0] / rms[-1]), x.pow(2).mean(1)
+
+
+def test_averaging_over_input_lengths_predicts_a_near_critical_network():
+    """GELU with kaiming init drifts slowly towards q = 0 at a pace set by each input's length."""
+    sizes = [64, *[512] * 23, 10]
+    measured, q0s = zip(*(first_to_last_at_init("gelu", "kaiming_normal", seed) for seed in (0, 1)), strict=True)
+    measured = sum(measured) / 2
+    per_example = log10_delta_rms_profile(sizes, "gelu", "kaiming_normal", q0s[0])[0]
+    one_length = sum(map(math.log10, delta_rms_ratios(sizes, "gelu", "kaiming_normal", float(q0s[0].mean()))))
+    assert abs(per_example - measured) < 0.25
+    assert abs(one_length - measured) > 0.8  # why the report averages over the data's input lengths

@@ -9,6 +9,10 @@ pre-activations are Gaussian with second moment q^l, given by the length map
 and the back-propagated signal shrinks or grows by sqrt(chi) per layer, chi = sigma_w^2 E_z[phi'(sqrt(q) z)^2]:
 delta_rms(l) / delta_rms(l+1) = sqrt(sigma_w^2(l+1) E_z[phi'(sqrt(q^l) z)^2]).
 
+Inputs differ in length, and near-critical networks (GELU or ELU with kaiming init, tanh with xavier) carry
+that difference through every layer, so the profile functions also take one q^0 per example and average the
+squared signal over them: delta_rms(l)^2 / delta_rms(depth)^2 = mean_b prod_{k=l}^{depth-1} chi(q_b^k).
+
 The expectations fold the Gaussian onto u > 0, E[f(u)] = int_0^inf (f(u) + f(-u)) p_q(u) du, and use the
 exp-sinh rule u = sqrt(q) exp(pi/2 sinh t), trapezoidal in t: nodes crowd doubly-exponentially towards the kink
 at 0 and spread geometrically into the tails, so one rule of ~270 nodes holds for q from 1e-4 to 1e4 and beyond.
@@ -30,20 +34,23 @@ from gradlab.inits import get_init
 STEP = 0.02  # in t: relative error below 1e-8 for every registered activation, q in [1e-4, 1e4]
 SMALLEST = 1e-16  # |u| below SMALLEST * min(1, sqrt(q)) adds nothing at double precision
 TAIL = 13.0  # nor does |u| above 13 sqrt(q): Gaussian mass below 1e-37
+Length = float | Tensor  # one q, or one per example: (B,)
 
 
-def gaussian_expectation(f: Callable[[Tensor], Tensor], q: float) -> float:
-    """E[f(u)] for u ~ N(0, q): the exp-sinh rule on int_0^inf (f(s v) + f(-s v)) p(v) dv, s = sqrt(q)."""
-    if not math.isfinite(q) or q < 0:
-        return math.nan
-    if q == 0:
-        return float(f(torch.zeros((), dtype=torch.float64)))
-    sigma = math.sqrt(q)
-    lowest = math.asinh(2 / math.pi * math.log(SMALLEST * min(1.0, sigma) / sigma))
+def gaussian_expectation(f: Callable[[Tensor], Tensor], q: Length) -> Length:
+    """E[f(u)] for u ~ N(0, q), for each q: the exp-sinh rule on int_0^inf (f(s v) + f(-s v)) p(v) dv, s = sqrt(q)."""
+    lengths = torch.as_tensor(q, dtype=torch.float64).reshape(-1)
+    valid = torch.isfinite(lengths) & (lengths > 0)
+    sigma = torch.where(valid, lengths, 1.0).sqrt()
+    lowest = math.asinh(2 / math.pi * math.log(SMALLEST * float((sigma.clamp_max(1) / sigma).min())))
     t = torch.arange(lowest, math.asinh(2 / math.pi * math.log(TAIL)), STEP, dtype=torch.float64)
     v = torch.exp(math.pi / 2 * torch.sinh(t))
     weights = torch.exp(-0.5 * v**2) / math.sqrt(2 * math.pi) * (math.pi / 2) * torch.cosh(t) * v * STEP
-    return float(((f(sigma * v) + f(-sigma * v)) * weights).sum())
+    u = sigma[:, None] * v  # (B, nodes)
+    values = ((f(u) + f(-u)) * weights).sum(-1)
+    values = torch.where(lengths == 0, f(torch.zeros_like(lengths)), values)
+    values = torch.where(valid | (lengths == 0), values, math.nan)  # an overflowed length predicts nothing
+    return values if isinstance(q, Tensor) else float(values[0])
 
 
 def weight_scale(init: str, fan_in: int, fan_out: int, init_gain: float = 1.0) -> float:
@@ -51,21 +58,21 @@ def weight_scale(init: str, fan_in: int, fan_out: int, init_gain: float = 1.0) -
     return init_gain**2 * get_init(init).variance(fan_in, fan_out) * fan_in
 
 
-def length_map(activation: str, q: float, sigma_w2: float, sigma_b2: float = 0.0) -> float:
+def length_map(activation: str, q: Length, sigma_w2: float, sigma_b2: float = 0.0) -> Length:
     """q' = sigma_w^2 E_z[phi(sqrt(q) z)^2] + sigma_b^2."""
     phi = get_activation(activation).fn
     return sigma_w2 * gaussian_expectation(lambda u: phi(u) ** 2, q) + sigma_b2
 
 
-def chi(activation: str, q: float, sigma_w2: float) -> float:
+def chi(activation: str, q: Length, sigma_w2: float) -> Length:
     """chi = sigma_w^2 E_z[phi'(sqrt(q) z)^2]: the per-layer gain of the squared back-propagated signal."""
     dphi = get_activation(activation).grad
     return sigma_w2 * gaussian_expectation(lambda u: dphi(u) ** 2, q)
 
 
 def preactivation_lengths(
-    sizes: Sequence[int], activation: str, init: str, q0: float, init_gain: float = 1.0, sigma_b2: float = 0.0
-) -> list[float]:
+    sizes: Sequence[int], activation: str, init: str, q0: Length, init_gain: float = 1.0, sigma_b2: float = 0.0
+) -> list[Length]:
     """[q^1, ..., q^depth] for an MLP with layer sizes `sizes` fed inputs of mean squared feature q0."""
     scales = [weight_scale(init, n_in, n_out, init_gain) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
     lengths = [scales[0] * q0 + sigma_b2]  # layer 1 sees the raw input, no activation
@@ -86,10 +93,29 @@ def delta_rms_ratios(
     return ratios
 
 
+def log10_mean_over_inputs(log_gains: Tensor) -> Tensor:
+    """log10 sqrt(mean_b exp(log_gains_b)) along dim 0: the rms over examples, from each one's log squared gain."""
+    return 0.5 * (torch.logsumexp(log_gains, 0) - math.log(log_gains.shape[0])) / math.log(10)
+
+
+def log10_delta_rms_profile(
+    sizes: Sequence[int], activation: str, init: str, q0s: Sequence[float] | Tensor, init_gain: float = 1.0,
+    sigma_b2: float = 0.0,
+) -> list[float]:
+    """[log10 delta_rms(l) / delta_rms(depth) for l = 1..depth], over inputs of lengths q0s (one per example)."""
+    lengths = preactivation_lengths(sizes, activation, init, torch.as_tensor(q0s, dtype=torch.float64).reshape(-1),
+                                    init_gain, sigma_b2)
+    log_chi = [torch.log(chi(activation, lengths[l - 1], weight_scale(init, sizes[l], sizes[l + 1], init_gain)))
+               for l in range(1, len(sizes) - 1)]
+    if not log_chi:
+        return [0.0]
+    to_last = torch.stack(log_chi, 1).flip(1).cumsum(1).flip(1)  # (B, depth-1): sum over k = l..depth-1
+    return [*log10_mean_over_inputs(to_last).tolist(), 0.0]
+
 
 def log10_first_to_last_ratios(
-    n_in: int, width: int, n_out: int, depths: Sequence[int], activation: str, init: str, q0: float,
-    init_gain: float = 1.0, sigma_b2: float = 0.0,
+    n_in: int, width: int, n_out: int, depths: Sequence[int], activation: str, init: str,
+    q0s: Sequence[float] | Tensor, init_gain: float = 1.0, sigma_b2: float = 0.0,
 ) -> dict[int, float]:
     """{depth: log10(delta_rms(1) / delta_rms(depth))} for MLPs [n_in, width x (depth - 1), n_out].
 
@@ -97,19 +123,19 @@ def log10_first_to_last_ratios(
     the last step, back through the output layer's weights, differs between depths. Logs, as the ratio
     itself overflows a float past depth ~100 for ReLU with N(0, 1) weights.
     """
+    q0 = torch.as_tensor(q0s, dtype=torch.float64).reshape(-1)
     deepest = max(depths)
     lengths = preactivation_lengths([n_in, *[width] * (deepest - 1), n_out], activation, init, q0, init_gain, sigma_b2)
     hidden = weight_scale(init, width, width, init_gain)
     output = weight_scale(init, width, n_out, init_gain)
-
-    def log10_sqrt_chi(q: float, sigma_w2: float) -> float:
-        gain = chi(activation, q, sigma_w2)
-        return 0.5 * math.log10(gain) if gain > 0 else math.nan
-
-    through_hidden = [0.0]  # sum of log10 sqrt(chi) over the first k layers, k = 0..deepest-2
+    through_hidden = [torch.zeros_like(q0)]  # sum of log chi over the first k layers, k = 0..deepest-2
     for q in lengths[: deepest - 2]:
-        through_hidden.append(through_hidden[-1] + log10_sqrt_chi(q, hidden))
-    return {
-        depth: 0.0 if depth == 1 else through_hidden[depth - 2] + log10_sqrt_chi(lengths[depth - 2], output)
-        for depth in depths
-    }
+        through_hidden.append(through_hidden[-1] + torch.log(chi(activation, q, hidden)))
+    ratios = {}
+    for depth in depths:
+        if depth == 1:
+            ratios[depth] = 0.0
+            continue
+        last = torch.log(chi(activation, lengths[depth - 2], output))
+        ratios[depth] = float(log10_mean_over_inputs(through_hidden[depth - 2] + last))
+    return ratios
