@@ -64,7 +64,8 @@ def figure_8(inputs: Inputs) -> Figure:
 FIGURES = [
     FigureSpec("1_delta_rms_at_init", "1. Back-propagated signal at initialization",
                "Read each panel from right (output) to left (input): a line that falls to the left is a vanishing "
-               "gradient, one that rises is exploding, and the thin black line is what mean-field theory predicts.",
+               "gradient, one that rises is exploding, the thin black line is what mean-field theory predicts, and "
+               "a line that stops short of layer 1 underflowed to exactly 0 (float32 ends near 1e-45).",
                lambda i: facet_grid(at_init(i, ["delta_rms", "delta_rms_predicted"]),
                                     figures_init.delta_rms_at_init)),
     FigureSpec("2_grad_norm_at_init", "2. Weight-gradient norm at initialization",
@@ -72,8 +73,9 @@ FIGURES = [
                "so it can stay flat across layers while delta vanishes.",
                lambda i: facet_grid(at_init(i, ["grad_norm"]), figures_init.grad_norm_at_init)),
     FigureSpec("3_grad_norm_heatmap", "3. Weight-gradient norm over layers and training steps (deepest runs)",
-               "Watch whether the dark band at the input side (low layers) fills in as training proceeds, or "
-               "whether those layers stay starved for the whole run.",
+               "Watch whether the dark band at the input side (low layers) fills in as training proceeds or stays "
+               "starved for the whole run; each panel has its own color scale, and gray cells are exactly 0 "
+               "(underflow) or not finite.",
                lambda i: facet_wrap(deepest_configs(i.metrics, ["grad_norm"]), figures_training.grad_norm_heatmap,
                                     by="panel", ncols=3, title=deepest_title)),
     FigureSpec("4_delta_ratio_vs_depth", "4. First-to-last-layer ratio of delta_rms against depth",

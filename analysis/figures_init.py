@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import blended_transform_factory
 
 from analysis.style import THEORY, by_series, draw_series, init_style, series_color, small_legend
 
@@ -48,8 +49,8 @@ def ratio_rows(runs: pd.DataFrame, theory: pd.DataFrame) -> pd.DataFrame:
 
     theory has columns activation, init, curve, depth, log10_ratio; runs has delta_rms_ratio and shade.
     """
-    measured = runs.assign(log10_ratio=np.log10(runs.delta_rms_ratio.where(runs.delta_rms_ratio > 0)),
-                           source="measured")
+    with np.errstate(divide="ignore"):  # a ratio of 0 (underflow) is -inf: drawn as a marker at the bottom
+        measured = runs.assign(log10_ratio=np.log10(runs.delta_rms_ratio.astype(float)), source="measured")
     columns = ["run", "activation", "init", "curve", "depth", "shade", "log10_ratio", "source"]
     return pd.concat([measured[columns], theory.assign(source="theory", run=-1)], ignore_index=True)
 
@@ -57,6 +58,7 @@ def ratio_rows(runs: pd.DataFrame, theory: pd.DataFrame) -> pd.DataFrame:
 def delta_ratio_against_depth(df: pd.DataFrame, ax: Axes) -> None:
     """Figure 4: log10 of delta_rms(layer 1) / delta_rms(last layer) at init against depth, theory in black."""
     measured, theory = df[df.source == "measured"], df[df.source == "theory"]
+    underflow_label = "layer 1 underflowed to 0"
     for (init, curve), rows in measured.groupby(["init", "curve"], sort=False):
         color = series_color(rows.activation.iloc[0], rows.shade.max())
         style = init_style(init)
@@ -64,6 +66,11 @@ def delta_ratio_against_depth(df: pd.DataFrame, ax: Axes) -> None:
                     linestyle=style, linewidth=2, marker="o", label=", ".join(filter(None, [init, curve])))
         line = theory[(theory.init == init) & (theory.curve == curve)].sort_values("depth")
         ax.plot(line.depth, line.log10_ratio, linestyle=style, **THEORY)
+        underflow = rows[rows.log10_ratio == -np.inf].depth.unique()  # delta_rms(1) was 0 in float32
+        ax.plot(underflow, np.full(len(underflow), 0.03), "v", color=color, markersize=8,
+                transform=blended_transform_factory(ax.transData, ax.transAxes),
+                label=underflow_label if len(underflow) else None)
+        underflow_label = underflow_label if not len(underflow) else None  # one legend entry is enough
     ax.axhline(0, color="gray", linewidth=0.8)
     ax.set_xlabel("depth (number of layers)")
     ax.set_ylabel("log10 delta_rms ratio at init\n(layer 1 / last layer)")

@@ -18,13 +18,17 @@ MAX_LAYER_LINES = 8
 
 def grad_norm_heatmap(df: pd.DataFrame, ax: Axes) -> None:
     """Figure 3: log10 grad_norm over layer x training step for one configuration (mean over its seeds)."""
-    rows = df[(df.name == "grad_norm") & (df.value > 0) & np.isfinite(df.value)]
-    grid = rows.assign(log10=np.log10(rows.value)).pivot_table(index="layer", columns="step", values="log10")
-    if grid.empty:
+    rows = df[df.name == "grad_norm"]
+    usable = (rows.value > 0) & np.isfinite(rows.value)
+    if not usable.any():
         say_empty(ax, "no finite gradient recorded")
         return
-    mesh = ax.pcolormesh(grid.columns, grid.index, grid.to_numpy(), shading="nearest", cmap="viridis")
-    ax.set_facecolor("0.75")  # cells with a gradient of exactly 0, or not finite
+    log10 = np.log10(rows.value.where(usable))  # 0 (underflow) and inf become NaN: gray cells
+    grid = rows.assign(log10=log10).pivot_table(index="layer", columns="step", values="log10", dropna=False)
+    grid = grid.reindex(index=sorted(rows.layer.unique()), columns=sorted(rows.step.unique()))
+    mesh = ax.pcolormesh(grid.columns, grid.index, np.ma.masked_invalid(grid.to_numpy()), shading="nearest",
+                         cmap="viridis")
+    ax.set_facecolor("0.75")
     ax.figure.colorbar(mesh, ax=ax, label="log10 grad_norm")
     ax.set_xlabel("training step")
     ax.set_ylabel("layer (1 = input side)")
@@ -87,7 +91,7 @@ def accuracy_heatmap(df: pd.DataFrame, ax: Axes) -> None:
         light = np.isnan(cell.accuracy) or cell.accuracy < 0.6
         ax.text(x + 0.5, y + 0.5, text, ha="center", va="center", fontsize="small",
                 color="white" if light and not np.isnan(cell.accuracy) else "black")
-    ax.set_xticks(np.arange(len(values.columns)) + 0.5, values.columns, rotation=20)
+    ax.set_xticks(np.arange(len(values.columns)) + 0.5, [c.replace("_", "\n") for c in values.columns])
     ax.set_yticks(np.arange(len(values.index)) + 0.5, values.index)
     ax.set_xlabel(col)
     ax.set_ylabel(" · ".join(rows))

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import torch
 
 from gradlab import theory
 
@@ -18,10 +19,13 @@ STABLE_BAND = 10**0.1  # |log10 r| < 0.1 per layer: less than a factor 10 over 1
 MIN_BULK_LAYERS = 3
 
 
+INPUT_LENGTHS = 64  # quantiles of the per-example input length that the theory averages over
+
+
 class DataShape(NamedTuple):
     n_in: int
     n_out: int
-    q0: float  # mean over training examples and features of x^2: the input's squared length per feature
+    q0s: tuple[float, ...]  # quantiles over training examples of mean_features x^2, each example's q^0
 
 
 @functools.cache
@@ -38,18 +42,20 @@ def data_shape(dataset: str, loss: str | None) -> DataShape | None:
         warnings.warn(f"no theory for dataset={dataset}: {error}", stacklevel=2)
         return None
     n_out = LOSSES[loss or options.loss].out_dim(split.n_classes)
-    return DataShape(split.x_train.shape[1], n_out, float(split.x_train.double().pow(2).mean()))
+    lengths = split.x_train.double().pow(2).mean(1)
+    q0s = torch.quantile(lengths, (torch.arange(INPUT_LENGTHS, dtype=torch.float64) + 0.5) / INPUT_LENGTHS)
+    return DataShape(split.x_train.shape[1], n_out, tuple(q0s.tolist()))
 
 
 @functools.cache
-def predicted_ratios(activation: str, init: str, init_gain: float, width: int, depth: int, dataset: str,
-                     loss: str | None) -> tuple[float, ...] | None:
-    """(r_1, ..., r_{depth-1}) by mean-field theory for one architecture; None without the data set."""
+def predicted_profile(activation: str, init: str, init_gain: float, width: int, depth: int, dataset: str,
+                      loss: str | None) -> tuple[float, ...] | None:
+    """log10 delta_rms(l) / delta_rms(depth), l = 1..depth, by mean-field theory; None without the data set."""
     shape = data_shape(dataset, loss)
     if shape is None:
         return None
     sizes = [shape.n_in, *[width] * (depth - 1), shape.n_out]
-    return tuple(theory.delta_rms_ratios(sizes, activation, init, shape.q0, init_gain))
+    return tuple(theory.log10_delta_rms_profile(sizes, activation, init, shape.q0s, init_gain))
 
 
 def architecture(run: pd.Series | tuple) -> tuple:
@@ -64,13 +70,12 @@ def predicted_profiles(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFram
     anchors = last.set_index("run").value
     frames = []
     for run in runs.itertuples(index=False):
-        ratios = predicted_ratios(*architecture(run)) if run.depth >= 2 else None
-        if run.run not in anchors.index or ratios is None:
+        profile = predicted_profile(*architecture(run))
+        if run.run not in anchors.index or profile is None:
             continue
-        log_ratios = np.log10(ratios)
-        above = np.concatenate([np.cumsum(log_ratios[::-1])[::-1], [0.0]])  # log10 delta(l) / delta(depth)
         frames.append(pd.DataFrame({"run": run.run, "step": 0, "epoch": 0, "layer": np.arange(1, run.depth + 1.0),
-                                    "name": "delta_rms_predicted", "value": anchors[run.run] * 10**above}))
+                                    "name": "delta_rms_predicted",
+                                    "value": anchors[run.run] * 10 ** np.array(profile)}))
     if not frames:
         return metrics.iloc[:0]
     predicted = pd.concat(frames, ignore_index=True)
@@ -105,12 +110,12 @@ def measured_bulk_ratios(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.Series
 
 
 def predicted_bulk_ratio(run: pd.Series | tuple) -> float:
-    """Geometric mean of the predicted r_l over the same bulk layers as the fit."""
-    ratios = predicted_ratios(*architecture(run))
-    spanned = list(bulk_layers(run.depth))[:-1]  # a fit over layers a..b spans r_a..r_{b-1}
-    if ratios is None or len(spanned) < MIN_BULK_LAYERS - 1:
+    """The same fit as the measured one, over the same layers, of the predicted profile."""
+    profile = predicted_profile(*architecture(run))
+    if profile is None:
         return math.nan
-    return float(10 ** np.mean(np.log10([ratios[l - 1] for l in spanned])))
+    layers = np.array(bulk_layers(run.depth), dtype=int)
+    return fitted_ratio(layers, 10 ** np.array(profile)[layers - 1])
 
 
 def verdict(ratio: float) -> str:
@@ -161,7 +166,7 @@ def depth_curves(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         depths = list(range(2, max(int(group.depth.max()), 2) + 1))
         by_depth = theory.log10_first_to_last_ratios(shape.n_in, width, shape.n_out, depths, activation, init,
-                                                     shape.q0, init_gain)
+                                                     shape.q0s, init_gain)
         frames.append(pd.DataFrame({"activation": activation, "init": init, "curve": curve, "depth": depths,
                                     "log10_ratio": [by_depth[d] for d in depths]}))
     columns = ["activation", "init", "curve", "depth", "log10_ratio"]
