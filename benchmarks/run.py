@@ -131,6 +131,8 @@ def cases(sizes: dict[str, tuple[int, ...]], replicas: int) -> dict[str, Callabl
     found["steps small unmeasured"] = training_steps(small, None)
     found["steps small log_every=1"] = training_steps(small, 1)
     found["steps small log_every=5"] = training_steps(small, 5)
+    found["steps large unmeasured"] = training_steps(large, None, steps=2)
+    found["steps large log_every=1"] = training_steps(large, 1, steps=2)
     found["step large"] = training_steps(large, None, steps=1)
     found["step large matmuls only"] = matmul_floor(large)
     found[f"steps small replicas={replicas}"] = training_steps(small, 5, replicas=replicas)
@@ -142,6 +144,7 @@ RATIOS = [  # (measure, numerator, denominator, offset, goal)
     ("fwd+bwd manual / autograd, large", "fwd_bwd large manual", "fwd_bwd large autograd", 0, 1.05),
     ("measurement overhead, log_every=1", "steps small log_every=1", "steps small unmeasured", -1, 0.10),
     ("measurement overhead, log_every=5 (default)", "steps small log_every=5", "steps small unmeasured", -1, 0.02),
+    ("measurement overhead, log_every=1, large", "steps large log_every=1", "steps large unmeasured", -1, 0.10),
     ("large step / its matmuls alone", "step large", "step large matmuls only", 0, 1.30),
 ]
 

@@ -24,6 +24,7 @@ def test_benchmark_script_runs_at_tiny_size_and_writes_its_table(tmp_path: Path)
         "fwd+bwd manual / autograd, large",
         "measurement overhead, log_every=1",
         "measurement overhead, log_every=5 (default)",
+        "measurement overhead, log_every=1, large",
         "large step / its matmuls alone",
         "replicas=8 / replicas=1, training steps",
     ]
