@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import yaml
 from tqdm import tqdm
 
+from gradlab.inits import INITS
 from gradlab.record import STATUSES
 
 # Column name -> keys into .hydra/config.yaml. Series of lines vary the swept ones (see label_series).
@@ -150,7 +151,8 @@ def load(roots: Iterable[Path], progress: bool | None = None) -> Sweep:
         raise FileNotFoundError(f"no readable runs in {', '.join(map(str, roots))}")
     runs = label_series(add_ratios(pd.DataFrame(rows), pd.concat(frames, ignore_index=True)))
     metrics = pd.concat(frames, ignore_index=True)
-    config = runs[["run", *CONFIG_COLUMNS, "series", "curve", "shade", "panel", "status", "diverged_at_step"]]
+    labels = ["series", "curve", "shade", "panel", "column", "column_order"]
+    config = runs[["run", *CONFIG_COLUMNS, *labels, "status", "diverged_at_step"]]
     return Sweep(runs, metrics.merge(config, on="run", how="left"), skipped)
 
 
@@ -172,7 +174,8 @@ def describe(value: object) -> str:
 
 
 def label_series(runs: pd.DataFrame) -> pd.DataFrame:
-    """Add series (what a line in a panel stands for), curve (series less depth), shade (0 to 1] and panel."""
+    """Add series (what a line stands for), curve (series less depth), shade (0 to 1], panel, and column
+    (init and curve: the facet column) with column_order."""
     swept = [c for c in CONFIG_COLUMNS if c not in NOT_SERIES and runs[c].nunique(dropna=False) > 1]
     keys = swept or ["depth"]
     runs = runs.assign(
@@ -183,5 +186,11 @@ def label_series(runs: pd.DataFrame) -> pd.DataFrame:
     )
     order = list(runs.sort_values(keys, na_position="first").series.unique())
     runs["shade"] = runs.series.map(lambda s: (order.index(s) + 1) / len(order))  # the last series darkest
-    runs["panel"] = runs.activation + " · " + runs.init + runs.curve.map(lambda c: f" · {c}" if c else "")
+    runs["column"] = runs.init + runs.curve.map(lambda c: f" · {c}" if c else "")
+    runs["panel"] = runs.activation + " · " + runs.column
+    others = [k for k in keys if k != "depth"]
+    curves = list(runs.sort_values(others, na_position="first").curve.unique()) if others else [""]
+    inits = list(INITS)
+    runs["column_order"] = [(inits.index(i) if i in inits else len(inits)) * len(curves) + curves.index(c)
+                            for i, c in zip(runs.init, runs.curve, strict=True)]
     return runs

@@ -34,7 +34,8 @@ INIT_STYLES = {
 }
 THEORY = {"color": "black", "linewidth": 1.1, "alpha": 0.85}
 PANEL_SIZE = (3.4, 2.3)  # inches of plotting area per panel
-MARGINS = {"left": 1.05, "right": 0.3, "bottom": 0.7, "top": 0.8}  # inches: y labels, x labels, titles
+MAX_COLUMNS = 5  # a facet grid of one row and more columns wraps into rows of 3
+MARGINS = {"left": 1.05, "right": 0.3, "bottom": 0.7, "top": 0.95}  # inches: y labels, x labels, titles
 
 
 def series_color(activation: str, shade: float) -> tuple[float, float, float]:
@@ -95,18 +96,27 @@ def ordered(values: pd.Series, registry: Iterable[str]) -> list:
     return [v for v in registry if v in present] + sorted(v for v in present if v not in registry)
 
 
+def facet_values(df: pd.DataFrame, key: str) -> list:
+    """The distinct values of a facet key: by its <key>_order column if there is one, else by registry."""
+    if f"{key}_order" in df:
+        return list(df.sort_values(f"{key}_order", kind="stable")[key].unique())
+    return ordered(df[key], ACTIVATIONS if key == "activation" else INITS if key == "init" else [])
+
+
 def panel_grid(nrows: int, ncols: int, gaps: tuple[float, float]) -> tuple[Figure, np.ndarray]:
     """nrows x ncols panels with fixed margins and gaps (width, height) in inches.
 
     Fixed margins, not a layout engine: constrained layout draws every figure twice, a third of the build time.
     """
-    width = MARGINS["left"] + MARGINS["right"] + ncols * PANEL_SIZE[0] + (ncols - 1) * gaps[0]
-    height = MARGINS["bottom"] + MARGINS["top"] + nrows * PANEL_SIZE[1] + (nrows - 1) * gaps[1]
+    scale = 1.4 if nrows * ncols <= 2 else 1.0  # a lone panel would be small beside its legend
+    panel = (PANEL_SIZE[0] * scale, PANEL_SIZE[1] * scale)
+    width = MARGINS["left"] + MARGINS["right"] + ncols * panel[0] + (ncols - 1) * gaps[0]
+    height = MARGINS["bottom"] + MARGINS["top"] + nrows * panel[1] + (nrows - 1) * gaps[1]
     fig = plt.figure(figsize=(width, height))
     axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={
         "left": MARGINS["left"] / width, "right": 1 - MARGINS["right"] / width,
         "bottom": MARGINS["bottom"] / height, "top": 1 - MARGINS["top"] / height,
-        "wspace": gaps[0] / PANEL_SIZE[0], "hspace": gaps[1] / PANEL_SIZE[1]})
+        "wspace": gaps[0] / panel[0], "hspace": gaps[1] / panel[1]})
     return fig, axes
 
 
@@ -117,12 +127,18 @@ def no_data(message: str = "no measurements for this figure") -> Figure:
 
 
 def facet_grid(df: pd.DataFrame, draw: Callable[[pd.DataFrame, Axes], None], rows: str = "activation",
-               cols: str = "init", title: Callable[[pd.DataFrame], str] | None = None) -> Figure:
-    """One panel per (rows, cols) pair present in df, each drawn by draw(subset, ax)."""
+               cols: str = "column", title: Callable[[pd.DataFrame], str] | None = None) -> Figure:
+    """One panel per (rows, cols) pair present in df, each drawn by draw(subset, ax).
+
+    The default columns are the inits, split further by any swept key other than depth (width, lr, ...).
+    """
     if df.empty:
         return no_data()
-    row_values = ordered(df[rows], ACTIVATIONS if rows == "activation" else [])
-    col_values = ordered(df[cols], INITS if cols == "init" else [])
+    row_values, col_values = facet_values(df, rows), facet_values(df, cols)
+    if len(row_values) == 1 and len(col_values) > MAX_COLUMNS:  # one long row: wrap it instead
+        in_order = df.iloc[np.argsort(df[cols].map(col_values.index).to_numpy(), kind="stable")]
+        return facet_wrap(in_order, draw, by=cols, ncols=3, gaps=(0.75, 1.0), inner_labels=False,
+                          title=title or (lambda subset: f"{row_values[0]} · {subset[cols].iloc[0]}"))
     fig, axes = panel_grid(len(row_values), len(col_values), gaps=(0.75, 0.6))
     for ax, (row, col) in zip(axes.flat, [(r, c) for r in row_values for c in col_values], strict=True):
         subset = df[(df[rows] == row) & (df[cols] == col)]
@@ -130,27 +146,41 @@ def facet_grid(df: pd.DataFrame, draw: Callable[[pd.DataFrame, Axes], None], row
             ax.set_axis_off()
             continue
         draw(subset, ax)
-        ax.set_title(title(subset) if title else f"{row} · {col}", fontsize="medium")
-    for ax in axes[:, 1:].flat:  # the same quantity in every panel: label it once per row and column
-        ax.set_ylabel("")
-    for ax in axes[:-1, :].flat:
-        ax.set_xlabel("")
+        set_title(ax, title(subset) if title else f"{row} · {col}")
+    outer_labels_only(axes)
     return fig
 
 
+def outer_labels_only(axes: np.ndarray) -> None:
+    """The same quantity in every panel: label the y axis in the first column, the x axis in the last row."""
+    for ax in axes[:, 1:].flat:
+        ax.set_ylabel("")
+    for ax, below in zip(axes[:-1, :].flat, axes[1:, :].flat, strict=True):
+        if below.axison:  # a panel with none below it keeps its x label
+            ax.set_xlabel("")
+
+
 def facet_wrap(df: pd.DataFrame, draw: Callable[[pd.DataFrame, Axes], None], by: str, ncols: int = 3,
-               title: Callable[[pd.DataFrame], str] | None = None) -> Figure:
-    """One panel per value of `by`, in df's order, ncols to a row."""
+               title: Callable[[pd.DataFrame], str] | None = None, gaps: tuple[float, float] = (1.4, 0.9),
+               inner_labels: bool = True) -> Figure:
+    """One panel per value of `by`, in df's order, ncols to a row; inner_labels=False labels outer axes only."""
     if df.empty:
         return no_data()
     values = list(df[by].unique())
     ncols = min(ncols, len(values))
     nrows = -(-len(values) // ncols)
-    fig, axes = panel_grid(nrows, ncols, gaps=(1.4, 0.9))
+    fig, axes = panel_grid(nrows, ncols, gaps)
     for ax in axes.flat[len(values):]:
         ax.set_axis_off()
     for ax, value in zip(axes.flat, values, strict=False):
         subset = df[df[by] == value]
         draw(subset, ax)
-        ax.set_title(title(subset) if title else str(value), fontsize="medium")
+        set_title(ax, title(subset) if title else str(value))
+    if not inner_labels:
+        outer_labels_only(axes)
     return fig
+
+
+def set_title(ax: Axes, text: str) -> None:
+    """A panel title, on two lines when long (the first ' · ' breaks it)."""
+    ax.set_title(text.replace(" · ", "\n", 1) if len(text) > 40 else text, fontsize="medium")

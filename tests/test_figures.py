@@ -29,7 +29,8 @@ def run_rows(run: int, depth: int, seed: int = 0, status: str = "completed", ste
     frame = pd.DataFrame(rows, columns=["step", "layer", "name", "value"])
     return frame.assign(run=run, depth=depth, seed=seed, activation="tanh", init="xavier_uniform",
                         series=f"depth={depth}", curve="", shade=1.0 if depth > 3 else 0.5, status=status,
-                        panel="tanh · xavier_uniform", diverged_at_step=np.nan)
+                        panel="tanh · xavier_uniform", column="xavier_uniform", column_order=2,
+                        diverged_at_step=np.nan)
 
 
 @pytest.fixture
@@ -144,9 +145,21 @@ def test_update_ratio_figure_keeps_a_hundred_layers_legible_with_the_guide(ax):
 
 
 def test_facet_grid_lays_out_one_panel_per_activation_and_init(metrics):
-    both = pd.concat([metrics, metrics.assign(init="kaiming_normal", run=metrics.run + 10)])
-    fig = facet_grid(both, figures_init.delta_rms_at_init)
+    kaiming = metrics.assign(init="kaiming_normal", column="kaiming_normal", column_order=5, run=metrics.run + 10)
+    fig = facet_grid(pd.concat([kaiming, metrics]), figures_init.delta_rms_at_init)
     assert [ax.get_title() for ax in fig.axes] == ["tanh · xavier_uniform", "tanh · kaiming_normal"]
+    assert fig.axes[0].get_ylabel() and not fig.axes[1].get_ylabel()  # one y label per row
+    plt.close(fig)
+
+
+def test_a_long_row_of_facets_wraps_into_rows_of_three(metrics):
+    widths = [metrics.assign(column=f"xavier_uniform · width={w}", column_order=w, run=metrics.run + 10 * w)
+              for w in (512, 16, 32, 64, 128, 256)]
+    fig = facet_grid(pd.concat(widths), figures_init.delta_rms_at_init)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 6 and titles[0] == "tanh · xavier_uniform · width=16"
+    assert titles[-1] == "tanh\nxavier_uniform · width=512"  # long titles break after the activation
+    assert fig.get_figwidth() < fig.get_figheight() * 3
     plt.close(fig)
 
 
