@@ -10,7 +10,7 @@ from matplotlib.collections import PolyCollection, QuadMesh
 from matplotlib.lines import Line2D
 
 from analysis import figures_init, figures_training
-from analysis.style import INIT_STYLES, THEORY, facet_grid, series_color
+from analysis.style import INIT_STYLES, THEORY, facet_grid, series_color, set_title
 from gradlab.activations import ACTIVATIONS
 from gradlab.inits import INITS
 
@@ -158,7 +158,7 @@ def test_a_long_row_of_facets_wraps_into_rows_of_three(metrics):
     fig = facet_grid(pd.concat(widths), figures_init.delta_rms_at_init)
     titles = [ax.get_title() for ax in fig.axes]
     assert len(titles) == 6 and titles[0] == "tanh · xavier_uniform · width=16"
-    assert titles[-1] == "tanh\nxavier_uniform · width=512"  # long titles break after the activation
+    assert titles[-1] == "tanh · xavier_uniform · width=512"  # in column_order, not in the order of the rows
     assert fig.get_figwidth() < fig.get_figheight() * 3
     plt.close(fig)
 
@@ -173,3 +173,10 @@ def test_every_registered_activation_has_its_own_color():
     assert len(set(colors)) == len(colors)
     for a, b in itertools.combinations(colors, 2):
         assert np.abs(np.subtract(a, b)).max() > 0.1, "two activations look alike"
+
+
+def test_long_panel_titles_break_after_the_activation(ax):
+    set_title(ax, "tanh · normal · width=256, clip_grad_norm=none")
+    assert ax.get_title() == "tanh\nnormal · width=256, clip_grad_norm=none"
+    set_title(ax, "tanh · normal")
+    assert ax.get_title() == "tanh · normal"
