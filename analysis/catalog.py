@@ -83,7 +83,7 @@ FIGURES = [
                "and the black lines show the theory's slope.",
                figure_4),
     FigureSpec("5_loss_curves", "5. Training and test loss",
-               "Deep networks whose signal vanished sit at the chance-level loss (log 10 = 2.3 for ten classes); "
+               "Deep networks whose signal vanished sit at the chance-level loss (ln 10 = 2.3 for ten classes); "
                "a red cross marks where a diverged run stopped.",
                lambda i: facet_grid(i.metrics[i.metrics.name.isin(["batch_loss", "test_loss"])],
                                     figures_training.loss_curves)),

@@ -38,8 +38,24 @@ def findings_table(table: pd.DataFrame) -> str:
 
 def figure_block(name: str, title: str, caption: str) -> str:
     title = html.escape(title)
-    return (f'<figure id="{name}"><h3>{title}</h3><img src="figures/{name}.png" alt="{title}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (f'<figure id="{name}"><h3>{title}</h3><a href="figures/{name}.png"><img src="figures/{name}.png" '
+            f'alt="{title}"></a><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def how_far(run: tuple) -> str:
+    if run.status == "diverged" and pd.notna(run.diverged_at_step):
+        return f"diverged at step {int(run.diverged_at_step)}"
+    return f"{run.status} after {int(run.steps) if pd.notna(run.steps) else 0} steps"
+
+
+def unfinished_runs(runs: pd.DataFrame) -> str:
+    """A folded list of the runs that did not complete: diverged (and where), interrupted, failed, running."""
+    rows = runs[runs.status != "completed"]
+    if rows.empty:
+        return ""
+    items = "".join(f"<li><code>{html.escape(run.job)}</code>: {how_far(run)}</li>"
+                    for run in rows.itertuples(index=False))
+    return f"<details><summary>Runs that did not complete ({len(rows)})</summary><ul>{items}</ul></details>"
 
 
 def page(sources: Sequence[str], runs: pd.DataFrame, skipped: Sequence[str], table: pd.DataFrame,
@@ -63,12 +79,14 @@ def page(sources: Sequence[str], runs: pd.DataFrame, skipped: Sequence[str], tab
 <h1>Vanishing and exploding gradients: report</h1>
 <p>{len(runs)} runs ({statuses}) from {", ".join(f"<code>{html.escape(s)}</code>" for s in sources)}.
 Every run's config, status and final metrics: <a href="runs.csv">runs.csv</a>.</p>
+{unfinished_runs(runs)}
 {f"<p>Skipped (unreadable record):</p><ul>{skipped_html}</ul>" if skipped else ""}
 <h2>Findings</h2>
 <p><b>measured</b>: the per-layer ratio r = delta_rms(l) / delta_rms(l+1) of the back-propagated signal at
 initialization, from a straight-line fit of log10 delta_rms against layer over the bulk layers (leaving out the
 first and last few), at the deepest depth swept (<b>depth</b>), geometric mean over seeds. <b>predicted</b>: the
-mean-field value sqrt(chi) over the same layers (Poole et al. 2016; Schoenholz et al. 2017).
+same fit of the mean-field profile, whose per-layer ratio is sqrt(chi) (Poole et al. 2016; Schoenholz et al.
+2017), averaged over the lengths of the data set's inputs.
 <b>verdict</b> (from measured) and <b>theory</b> (from predicted): vanishing when r &lt; {band} (the signal
 falls by more than 10x every 10 layers), exploding when r &gt; {STABLE_BAND:.2f}, stable in between.
 Accuracy: final test accuracy, mean over seeds, diverged runs counted out.</p>

@@ -147,7 +147,10 @@ def test_report_builds_from_several_sweeps_into_the_first(sweeps: Path, tmp_path
     runs = pd.read_csv(base / "report" / "runs.csv")
     assert len(runs) == 8 and runs.job.is_unique
     assert REQUIRED_CSV_COLUMNS <= set(runs.columns)
-    assert "diverged" in set(runs.status) and "Findings" in index.read_text()
+    page = index.read_text()
+    assert "Findings" in page
+    diverged = runs[runs.status == "diverged"]
+    assert len(diverged) == 2 and all(f"{job}</code>: diverged at step" in page for job in diverged.job)
 
 
 def test_cli_builds_the_newest_sweep_and_warns_once_per_broken_job(sweeps: Path, tmp_path: Path):
