@@ -151,7 +151,7 @@ def load(roots: Iterable[Path], progress: bool | None = None) -> Sweep:
         raise FileNotFoundError(f"no readable runs in {', '.join(map(str, roots))}")
     runs = label_series(add_ratios(pd.DataFrame(rows), pd.concat(frames, ignore_index=True)))
     metrics = pd.concat(frames, ignore_index=True)
-    labels = ["series", "curve", "shade", "panel", "column", "column_order"]
+    labels = ["series", "line", "curve", "shade", "panel", "column", "column_order"]
     config = runs[["run", *CONFIG_COLUMNS, *labels, "status", "diverged_at_step"]]
     return Sweep(runs, metrics.merge(config, on="run", how="left"), skipped)
 
@@ -174,8 +174,8 @@ def describe(value: object) -> str:
 
 
 def label_series(runs: pd.DataFrame) -> pd.DataFrame:
-    """Add series (what a line stands for), curve (series less depth), shade (0 to 1], panel, and column
-    (init and curve: the facet column) with column_order."""
+    """Add series (what a line stands for), line (its label beside the panel's title), curve (series less depth),
+    shade (0 to 1], panel, and column (init and curve: the facet column) with column_order."""
     swept = [c for c in CONFIG_COLUMNS if c not in NOT_SERIES and runs[c].nunique(dropna=False) > 1]
     keys = swept or ["depth"]
     runs = runs.assign(
@@ -186,6 +186,7 @@ def label_series(runs: pd.DataFrame) -> pd.DataFrame:
     )
     order = list(runs.sort_values(keys, na_position="first").series.unique())
     runs["shade"] = runs.series.map(lambda s: (order.index(s) + 1) / len(order))  # the last series darkest
+    runs["line"] = [f"depth={d}" for d in runs.depth] if "depth" in swept else runs.series  # the rest is in the title
     runs["column"] = runs.init + runs.curve.map(lambda c: f" · {c}" if c else "")
     runs["panel"] = runs.activation + " · " + runs.column
     others = [k for k in keys if k != "depth"]

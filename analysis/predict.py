@@ -19,7 +19,7 @@ STABLE_BAND = 10**0.1  # |log10 r| < 0.1 per layer: less than a factor 10 over 1
 MIN_BULK_LAYERS = 3
 
 
-INPUT_LENGTHS = 64  # quantiles of the per-example input length that the theory averages over
+INPUT_LENGTHS = 16  # quantiles of the per-example input length that the theory averages over
 
 
 class DataShape(NamedTuple):
@@ -150,7 +150,9 @@ def findings(runs: pd.DataFrame) -> pd.DataFrame:
         for depth, at_depth in group.groupby("depth"):
             row[f"accuracy at depth {depth}"] = accuracy_cell(at_depth)
         rows.append(row)
+    accuracy = [f"accuracy at depth {depth}" for depth in sorted(runs.depth.unique())]
     table = pd.DataFrame(rows)
+    table = table[[c for c in table.columns if c not in accuracy] + accuracy].fillna({c: "" for c in accuracy})
     return table.drop(columns="other") if (table.other == "").all() else table
 
 

@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # files only, no window, whatever the machine's display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
 from analysis.catalog import FIGURES, Inputs  # noqa: E402
 from analysis.figures_init import ratio_rows  # noqa: E402
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gradlab report: not a folder: {', '.join(missing)}", file=sys.stderr)
         return 2
     warnings.formatwarning = one_line_warning
+    torch.set_num_threads(1)  # the theory's tensors are small: more threads only wait on each other
     started = time.time()
     try:
         index = build(sweeps)

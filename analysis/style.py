@@ -5,6 +5,7 @@ color. Theory is always a thin black line in the init's style.
 """
 
 import colorsys
+import textwrap
 from collections.abc import Callable, Iterable
 
 import matplotlib.pyplot as plt
@@ -34,7 +35,8 @@ INIT_STYLES = {
 }
 THEORY = {"color": "black", "linewidth": 1.1, "alpha": 0.85}
 PANEL_SIZE = (3.4, 2.3)  # inches of plotting area per panel
-MAX_COLUMNS = 5  # a facet grid of one row and more columns wraps into rows of 3
+TITLE_WIDTH = 44  # characters that fit over a panel
+MAX_COLUMNS = 5  # a facet grid with more columns wraps its panels into rows of 3
 MARGINS = {"left": 1.05, "right": 0.3, "bottom": 0.7, "top": 0.95}  # inches: y labels, x labels, titles
 
 
@@ -74,9 +76,9 @@ def draw_series(ax: Axes, df: pd.DataFrame, x: str, log: bool, **line: object) -
 
 
 def by_series(df: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
-    """The series in df, lightest first."""
+    """The series in df, lightest first, each with its legend label (its `line` where df has one)."""
     for _, rows in sorted(df.groupby("series", sort=False), key=lambda item: item[1].shade.iloc[0]):
-        yield rows.series.iloc[0], rows
+        yield (rows.line if "line" in rows else rows.series).iloc[0], rows
 
 
 def say_empty(ax: Axes, message: str = "no finite values recorded") -> None:
@@ -135,10 +137,11 @@ def facet_grid(df: pd.DataFrame, draw: Callable[[pd.DataFrame, Axes], None], row
     if df.empty:
         return no_data()
     row_values, col_values = facet_values(df, rows), facet_values(df, cols)
-    if len(row_values) == 1 and len(col_values) > MAX_COLUMNS:  # one long row: wrap it instead
-        in_order = df.iloc[np.argsort(df[cols].map(col_values.index).to_numpy(), kind="stable")]
-        return facet_wrap(in_order, draw, by=cols, ncols=3, gaps=(0.75, 1.0), inner_labels=False,
-                          title=title or (lambda subset: f"{row_values[0]} · {subset[cols].iloc[0]}"))
+    if len(col_values) > MAX_COLUMNS:  # too wide, and sparse when sweeps differ: wrap the panels present instead
+        order = df[rows].map(row_values.index).to_numpy() * len(col_values) + df[cols].map(col_values.index).to_numpy()
+        in_order = df.iloc[np.argsort(order, kind="stable")]
+        panels = in_order.assign(facet=in_order[rows].astype(str) + " · " + in_order[cols].astype(str))
+        return facet_wrap(panels, draw, by="facet", ncols=3, gaps=(0.75, 1.0), inner_labels=False, title=title)
     fig, axes = panel_grid(len(row_values), len(col_values), gaps=(0.75, 0.6))
     for ax, (row, col) in zip(axes.flat, [(r, c) for r in row_values for c in col_values], strict=True):
         subset = df[(df[rows] == row) & (df[cols] == col)]
@@ -182,5 +185,8 @@ def facet_wrap(df: pd.DataFrame, draw: Callable[[pd.DataFrame, Axes], None], by:
 
 
 def set_title(ax: Axes, text: str) -> None:
-    """A panel title, on two lines when long (the first ' · ' breaks it)."""
-    ax.set_title(text.replace(" · ", "\n", 1) if len(text) > 40 else text, fontsize="medium")
+    """A panel title; a long one breaks after the activation, then wherever it is wider than the panel."""
+    if len(text) > TITLE_WIDTH:
+        head, _, rest = text.partition(" · ")
+        text = head + "\n" + textwrap.fill(rest, TITLE_WIDTH)
+    ax.set_title(text, fontsize="medium")
