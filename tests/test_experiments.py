@@ -1,0 +1,35 @@
+"""The curated experiments: each file gives its command, composes, and sweeps only valid values."""
+
+import itertools
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF
+from gradlab.config import validate
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def test_the_four_curated_experiments_are_there():
+    assert EXPERIMENTS == ["exploding", "glorot2010", "he2015", "vanishing"]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_file_opens_with_its_command(name):
+    lines = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()
+    assert lines[0] == "# @package _global_"  # Hydra reads its directives only before any other line
+    assert lines[1] == f"# python src/run.py -m +experiment={name} && python analysis/report.py"
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_job_of_the_experiment_passes_the_config_checks(name):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+        params = {key: str(values).split(",") for key, values in cfg.hydra.sweeper.params.items()}
+        assert Path(cfg.hydra.sweep.dir).name.endswith(f"_{name}")
+        jobs = list(itertools.product(*[[f"{key}={v}" for v in values] for key, values in params.items()]))
+        assert len(jobs) >= 6
+        for job in jobs:
+            validate(compose("config", overrides=[f"+experiment={name}", *job]))
