@@ -162,8 +162,8 @@ def add_ratios(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     at_init = at_init.merge(runs[["run", "depth"]], on="run")
     first = at_init[at_init.layer == 1].pivot_table(index="run", columns="name", values="value")
     last = at_init[at_init.layer == at_init.depth].pivot_table(index="run", columns="name", values="value")
-    ratios = (first / last).add_suffix("_ratio").reset_index()
-    ratios.columns.name = None
+    ratios = (first / last).reindex(columns=["grad_norm", "delta_rms"])  # both, even for a run with no layers
+    ratios = ratios.add_suffix("_ratio").rename_axis(columns=None).reset_index()
     return runs.merge(ratios, on="run", how="left")
 
 
