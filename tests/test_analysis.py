@@ -173,3 +173,15 @@ def test_cli_without_a_sweep_says_so_and_exits_2(tmp_path: Path, monkeypatch, ca
     with warnings.catch_warnings():
         assert report.main([]) == 2
     assert "no sweep under runs/multirun/" in capsys.readouterr().err
+
+
+def test_report_of_runs_without_per_layer_measurements_still_builds(sweeps: Path, tmp_path: Path):
+    """epochs=0 records only the full-set evaluation at step 0: no layer rows at all."""
+    sweep = copy_of(sweeps / "base", tmp_path)
+    for path in sweep.glob("*/metrics.parquet"):
+        metrics = pd.read_parquet(path)
+        metrics[metrics.layer.isna()].to_parquet(path)
+    index = report.build([sweep], progress=False)
+    assert all((index.parent / src).exists() for src in image_sources(index))
+    runs = pd.read_csv(index.parent / "runs.csv")
+    assert len(runs) == 4 and runs.delta_rms_ratio.isna().all()
