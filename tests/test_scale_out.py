@@ -1,6 +1,7 @@
 """Scale-out and sync: Hydra's launchers, `src/sync.py`, and completing an interrupted sweep."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -116,3 +117,13 @@ def test_rerun_with_skip_completed_runs_only_the_unfinished_jobs(tmp_path: Path)
     assert (done / "metrics.parquet").read_bytes() == done_bytes
     assert (cut / "metrics.parquet").exists()
     assert f"skipping {done}" in result.stderr or f"skipping {done.relative_to(tmp_path)}" in result.stderr
+
+
+def test_newest_sweep_is_the_last_started_even_after_writing_into_an_older_one(tmp_path: Path):
+    old, new = tmp_path / "multirun" / "old", tmp_path / "multirun" / "new"
+    for sweep, started in ((old, 1_000), (new, 2_000)):
+        sweep.mkdir(parents=True)
+        (sweep / "multirun.yaml").write_text("hydra: {}\n")
+        os.utime(sweep / "multirun.yaml", (started, started))
+    (old / "report").mkdir()  # a report built into the old sweep afterwards touches its folder
+    assert newest_sweep(tmp_path) == new

@@ -34,9 +34,11 @@ def measurements(*overrides: str):
 def test_epochs_zero_records_only_the_state_at_init():
     result, seen = measurements("epochs=0", "depth=4")
     assert (result.status, result.steps, result.diverged_at_step) == ("completed", 0, None)
-    assert [m.step for m in seen] == [0]
-    names = {name for _, name, _ in seen[0].rows}
-    assert {"train_loss", "test_loss", "train_accuracy", "test_accuracy"} == names
+    assert {m.step for m in seen} == {0}
+    names = {name for m in seen for layer, name, _ in m.rows if layer is None}
+    assert {"train_loss", "test_loss", "train_accuracy", "test_accuracy", "batch_loss"} <= names
+    for metric in ("grad_norm", "delta_rms"):
+        assert sorted(layer for m in seen for layer, name, _ in m.rows if name == metric) == [1, 2, 3, 4]
 
 
 def test_layer_measurements_come_at_step_0_and_every_log_every_steps():

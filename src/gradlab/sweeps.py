@@ -7,9 +7,15 @@ from typing import Any
 
 
 def newest_sweep(runs_dir: Path) -> Path | None:
-    """The most recently modified sweep folder under runs_dir/multirun, if any."""
+    """The most recently started sweep under runs_dir/multirun, if any.
+
+    Hydra writes multirun.yaml once, when a sweep starts; the folder's own time would also change
+    when a report or a sync writes into an old sweep.
+    """
     sweeps = [p for p in (Path(runs_dir) / "multirun").glob("*") if p.is_dir()]
-    return max(sweeps, key=lambda p: p.stat().st_mtime, default=None)
+    started = {p: (p / "multirun.yaml").stat().st_mtime if (p / "multirun.yaml").exists() else p.stat().st_mtime
+               for p in sweeps}
+    return max(sweeps, key=started.__getitem__, default=None)
 
 
 def recorded_status(run_dir: Path) -> str | None:

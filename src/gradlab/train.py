@@ -146,7 +146,7 @@ def train(
     run = Run(net, make_optimizer(net, lr, momentum), on_measure)
     step = 0
     run.emit(0, 0, evaluation_rows(net, loss, split), True, run.alive())
-    for epoch in range(epochs):
+    for epoch in range(max(epochs, 1)):  # epochs=0 still measures the first mini-batch at init
         orders = torch.stack([torch.randperm(len(split.x_train), generator=g) for g in gens])
         orders = (orders if net.replicas else orders[0]).to(split.x_train.device)  # (R, N) or (N,)
         for start in range(0, orders.shape[-1], batch_size):
@@ -159,6 +159,8 @@ def train(
                 run.emit(step, epoch, step_rows(net, loss, g, y, lr), False, sorted(run.alive() + dead))
             if not run.alive():
                 return TrainResult("diverged", step, step, tuple(run.diverged_at))
+            if epochs == 0:
+                return TrainResult("completed", 0, None, tuple(run.diverged_at))
             update(run.optimizer, g, clip_grad_norm)
             step += 1
         closing = evaluation_rows(net, loss, split)
