@@ -14,6 +14,7 @@ test: $(VENV_STAMP)
 
 demo: $(VENV_STAMP)
 	$(PY) src/run.py -m depth=2,10,30
+	$(PY) analysis/report.py
 
 lint: $(VENV_STAMP)
 	$(PY) -m ruff check src analysis tests
