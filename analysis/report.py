@@ -59,7 +59,7 @@ def build(sweeps: list[Path], progress: bool | None = None) -> Path:
     inputs, table, skipped = analyse(sweeps, progress)
     for spec in FIGURES:
         fig = spec.build(inputs)
-        fig.suptitle(spec.title, fontsize="large", y=1 - 0.12 / fig.get_figheight(), va="top")
+        fig.suptitle(spec.title, fontsize="large", y=1 - 0.12 / fig.get_figheight(), va="top", wrap=True)
         fig.savefig(out / "figures" / f"{spec.name}.png", dpi=DPI)
         plt.close(fig)
     inputs.runs[RUNS_CSV_COLUMNS].to_csv(out / "runs.csv", index=False)
