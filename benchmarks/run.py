@@ -21,7 +21,7 @@ from torch import nn
 
 from gradlab.losses import LOSSES
 from gradlab.mlp import MLP, replica_generators
-from gradlab.train import gradients, make_optimizer, per_replica_floats, step_rows, update
+from gradlab.train import gradients, make_optimizer, step_rows, update
 
 CE = LOSSES["cross_entropy"]
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def training_steps(size: tuple[int, ...], log_every: int | None, replicas: int |
             g = gradients(net, CE, x, y)
             bool(torch.isfinite(g.batch_loss + g.norm).all())  # the divergence check every step makes
             if log_every and step % log_every == 0:
-                per_replica_floats(step_rows(net, CE, g, y, 1e-3))
+                step_rows(net, CE, g, y, 1e-3).per_replica()
             update(optimizer, g, None)
 
     return run

@@ -32,10 +32,14 @@ class Block(NamedTuple):
     keys: list[Key]
     values: Tensor  # (len(keys), R)
 
+    def per_replica(self) -> list[list[tuple[int | None, str, float]]]:
+        """Each replica's rows as (layer, name, float), with one device sync for all of them."""
+        columns = self.values.T.tolist()
+        return [[(layer, name, v) for (layer, name), v in zip(self.keys, column, strict=True)] for column in columns]
+
     def rows(self, replica: int = 0) -> list[tuple[int | None, str, float]]:
-        """One replica's rows as (layer, name, float); syncs with the device once."""
-        column = self.values[:, replica].tolist()
-        return [(layer, name, value) for (layer, name), value in zip(self.keys, column, strict=True)]
+        """One replica's rows as (layer, name, float)."""
+        return self.per_replica()[replica]
 
 
 def block(keys: list[Key], values: list[Tensor]) -> Block:

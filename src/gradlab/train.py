@@ -62,12 +62,6 @@ def evaluation_rows(net: MLP, loss: Loss, split: Split) -> Block:
     return block(keys, [train_loss, train_accuracy, test_loss, test_accuracy])
 
 
-def per_replica_floats(measured: Block) -> list[list[tuple[int | None, str, float]]]:
-    """Each replica's rows as (layer, name, float), with one device sync."""
-    columns = measured.values.T.tolist()
-    return [[(layer, name, v) for (layer, name), v in zip(measured.keys, column, strict=True)] for column in columns]
-
-
 class Run:
     """The state of one training run: which replicas still train, and where measurements go."""
 
@@ -79,7 +73,7 @@ class Run:
         return [r for r, at in enumerate(self.diverged_at) if at is None]
 
     def emit(self, step: int, epoch: int, measured: Block, epoch_end: bool, replicas: list[int]) -> None:
-        floats = per_replica_floats(measured)
+        floats = measured.per_replica()
         for r in replicas:
             self.on_measure(Measurement(step, epoch, floats[r], epoch_end, r))
 
