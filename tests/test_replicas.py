@@ -74,6 +74,10 @@ def test_a_diverging_replica_is_frozen_while_the_others_train_on():
     assert max(m.step for m in seen if m.replica == 1) == 0
     assert max(m.step for m in seen if m.replica in (0, 2)) == result.steps == 30
     assert all(torch.isfinite(w[0]).all() and torch.isfinite(w[2]).all() for w in setup.net.weights)
+    assert all(torch.equal(p[1], torch.zeros_like(p[1])) for p in setup.net.weights + setup.net.biases)
+    last = {name: value for layer, name, value in next(m for m in seen if m.replica == 1 and not m.epoch_end).rows
+            if layer == 1}
+    assert last["weight_norm"] > 1e20  # its record shows the weights it diverged with, not the frozen zeros
 
 
 def test_replica_run_record_has_a_replica_column_and_per_replica_summary(tmp_path: Path):

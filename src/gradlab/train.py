@@ -78,14 +78,18 @@ class Run:
             self.on_measure(Measurement(step, epoch, floats[r], epoch_end, r))
 
     def mark_diverged(self, step: int, finite: Tensor) -> list[int]:
-        """Freeze each live replica whose loss or gradient went non-finite; returns them."""
+        """Record each live replica whose loss or gradient went non-finite at this step; returns them."""
         dead = [r for r, ok in enumerate(finite.reshape(-1).tolist()) if not ok and self.diverged_at[r] is None]
         for r in dead:
             self.diverged_at[r] = step
-            if self.net.replicas:  # zero it so that no NaN or inf is carried along with the others
-                for p in [*self.optimizer.params, *self.optimizer.velocity]:
-                    p[r].zero_()
         return dead
+
+    def freeze_diverged(self) -> None:
+        """Hold diverged replicas at zero weights and velocity, so no NaN or inf rides along with the others."""
+        dead = [r for r, at in enumerate(self.diverged_at) if at is not None]
+        if dead and self.net.replicas:
+            for p in [*self.optimizer.params, *self.optimizer.velocity]:
+                p[dead] = 0
 
 
 class Gradients(NamedTuple):
@@ -156,11 +160,13 @@ def train(
             if epochs == 0:
                 return TrainResult("completed", 0, None, tuple(run.diverged_at))
             update(run.optimizer, g, clip_grad_norm)
+            run.freeze_diverged()
             step += 1
         closing = evaluation_rows(net, loss, split)
         run.emit(step, epoch, closing, True, run.alive())
         losses = closing.values[[i for i, (_, name) in enumerate(closing.keys) if name.endswith("loss")]]
         run.mark_diverged(step, torch.isfinite(losses).all(0))
+        run.freeze_diverged()
         if not run.alive():
             return TrainResult("diverged", step, step, tuple(run.diverged_at))
     return TrainResult("completed", step, None, tuple(run.diverged_at))
