@@ -18,9 +18,17 @@ def is_replica_batched(grads: list[tuple[Tensor, Tensor]]) -> bool:
     return grads[0][1].dim() > 1  # a bias gradient (R, fan_out) rather than (fan_out,)
 
 
-def global_norm(grads: list[tuple[Tensor, Tensor]]) -> Tensor:
-    """sqrt(sum over layers of ||dW||^2 + ||db||^2): 0-d, or (R,) for replica-batched gradients."""
-    return torch.linalg.vector_norm(tensor_norms([g for pair in grads for g in pair], is_replica_batched(grads)), dim=0)
+def gradient_norms(grads: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """||dW^l|| for each layer, then ||db^l||: (2 * depth,), or (2 * depth, R) with replicas."""
+    return tensor_norms([dW for dW, _ in grads] + [db for _, db in grads], is_replica_batched(grads))
+
+
+def global_norm(grads: list[tuple[Tensor, Tensor]], grad_norms: Tensor | None = None) -> Tensor:
+    """sqrt(sum over layers of ||dW||^2 + ||db||^2): 0-d, or (R,) for replica-batched gradients.
+
+    `grad_norms` is gradient_norms(grads) when the caller has it already.
+    """
+    return torch.linalg.vector_norm(gradient_norms(grads) if grad_norms is None else grad_norms, dim=0)
 
 
 def clip_by_global_norm(

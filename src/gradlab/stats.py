@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from gradlab.mlp import MLP
-from gradlab.optim import is_replica_batched, tensor_norms
+from gradlab.optim import gradient_norms, tensor_norms
 
 LAYER_METRICS = (
     "grad_norm",
@@ -72,11 +72,6 @@ def activation_stats(net: MLP) -> Block:
     values = torch.cat(parts, dim=1) if parts else net.preacts[0].new_zeros(3, 0, replicas, dtype=torch.float64)
     keys = [(l, name) for name in ("act_mean", "act_std", "saturation") for l in hidden]  # (3, layers, ...) order
     return Block(keys, values.reshape(len(keys), replicas))
-
-
-def gradient_norms(grads: list[tuple[Tensor, Tensor]]) -> Tensor:
-    """||dW^l|| for each layer, then ||db^l||: (2 * depth,), or (2 * depth, R) with replicas."""
-    return tensor_norms([dW for dW, _ in grads] + [db for _, db in grads], is_replica_batched(grads))
 
 
 def layer_stats(

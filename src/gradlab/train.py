@@ -14,8 +14,8 @@ from torch import Tensor
 
 from gradlab.losses import Loss
 from gradlab.mlp import MLP
-from gradlab.optim import SGD, clip_by_global_norm
-from gradlab.stats import Block, block, concat, gradient_norms, layer_stats
+from gradlab.optim import SGD, clip_by_global_norm, global_norm, gradient_norms
+from gradlab.stats import Block, block, concat, layer_stats
 
 EVAL_CHUNK = 8192
 
@@ -96,7 +96,7 @@ class Gradients(NamedTuple):
     logits: Tensor  # (..., B, n_out)
     batch_loss: Tensor  # () or (R,)
     grads: list[tuple[Tensor, Tensor]]  # (dW, db) per layer
-    grad_norms: Tensor  # stats.gradient_norms(grads): each layer's ||dW||, then each ||db||
+    grad_norms: Tensor  # optim.gradient_norms(grads): each layer's ||dW||, then each ||db||
     norm: Tensor  # global gradient norm, () or (R,)
 
 
@@ -106,7 +106,7 @@ def gradients(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> Gradients:
     batch_loss = loss.value(logits, y).mean(-1)
     grads = net.backward(loss.grad(logits, y) / y.shape[-1])
     grad_norms = gradient_norms(grads)
-    return Gradients(logits, batch_loss, grads, grad_norms, torch.linalg.vector_norm(grad_norms, dim=0))
+    return Gradients(logits, batch_loss, grads, grad_norms, global_norm(grads, grad_norms))
 
 
 def step_rows(net: MLP, loss: Loss, g: Gradients, y: Tensor, lr: float) -> Block:
