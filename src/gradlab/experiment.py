@@ -123,7 +123,8 @@ def train_recorded(cfg: DictConfig, setup: Setup, job: Job) -> dict[str, Any]:
             log_every=cfg.log_every, generator=setup.generator, on_measure=on_measure,
         )
         summary.update(status=result.status, steps=result.steps, diverged_at_step=result.diverged_at_step)
-        summary.update(replica_results(record, cfg.seed, result.replica_diverged_at) if cfg.replicas > 1 else {})
+        if cfg.replicas > 1:
+            summary["replicas"] = replica_results(record.latest(), cfg.seed, result.replica_diverged_at)
         exit_code = 0
     except KeyboardInterrupt:
         summary["status"], exit_code = "interrupted", 130
@@ -135,7 +136,7 @@ def train_recorded(cfg: DictConfig, setup: Setup, job: Job) -> dict[str, Any]:
         progress.bar.close()
         record.flush()
         summary.setdefault("steps", record.last_step)  # interrupted or failed: as far as the record goes
-        summary.update(final_metrics(record, cfg.replicas), wall_seconds=round(time.time() - started, 3))
+        summary.update(final_metrics(record.latest()), wall_seconds=round(time.time() - started, 3))
         record.write_summary(summary)
         logger.finish(exit_code)
     return summary
@@ -144,23 +145,21 @@ def train_recorded(cfg: DictConfig, setup: Setup, job: Job) -> dict[str, Any]:
 FINAL_NAMES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
-def final_metrics(record: RunRecord, replicas: int) -> dict[str, float | None]:
-    """The last full-set evaluation: the run's own, or the mean over its replicas."""
-    latest = [record.latest(r) for r in range(replicas)]
+def final_metrics(latest: dict[int, dict[str, float]]) -> dict[str, float | None]:
+    """The last full-set evaluation (RunRecord.latest()): the run's own, or the mean over its replicas."""
     finals = {}
     for name in FINAL_NAMES:
-        values = [v[name] for v in latest if name in v]
+        values = [v[name] for v in latest.values() if name in v]
         finals[f"final_{name}"] = sum(values) / len(values) if values else None
     return finals
 
 
-def replica_results(record: RunRecord, seed: int, diverged_at: tuple[int | None, ...]) -> dict[str, Any]:
+def replica_results(
+    latest: dict[int, dict[str, float]], seed: int, diverged_at: tuple[int | None, ...]
+) -> list[dict[str, Any]]:
     """Each replica's seed, status and final evaluation, for a run that trains replicas."""
-    results = []
-    for r, at in enumerate(diverged_at):
-        latest = record.latest(r)
-        results.append({
-            "replica": r, "seed": seed + r, "status": "completed" if at is None else "diverged",
-            "diverged_at_step": at, **{f"final_{name}": latest.get(name) for name in FINAL_NAMES},
-        })
-    return {"replicas": results}
+    return [
+        {"replica": r, "seed": seed + r, "status": "completed" if at is None else "diverged", "diverged_at_step": at,
+         **{f"final_{name}": latest.get(r, {}).get(name) for name in FINAL_NAMES}}
+        for r, at in enumerate(diverged_at)
+    ]

@@ -76,13 +76,12 @@ class RunRecord:
     def last_step(self) -> int:
         return self.measurements[-1].step if self.measurements else 0
 
-    def latest(self, replica: int = 0) -> dict[str, float]:
-        """The last value of each whole-network metric of one replica."""
-        return {
-            name: value
-            for m in self.measurements if m.replica == replica
-            for layer, name, value in m.rows if layer is None
-        }
+    def latest(self) -> dict[int, dict[str, float]]:
+        """Per replica, the last value of each whole-network metric; one pass over the record."""
+        found: dict[int, dict[str, float]] = {}
+        for m in self.measurements:
+            found.setdefault(m.replica, {}).update((name, value) for layer, name, value in m.rows if layer is None)
+        return found
 
     def table(self) -> pa.Table:
         rows = [

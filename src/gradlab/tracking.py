@@ -22,9 +22,6 @@ def resolve_mode(configured: str) -> str:
 class NullLogger:
     """What runs when logging is disabled: nothing to import, nothing to start."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        pass
-
     def log(self, measurement: Measurement) -> None:
         pass
 
@@ -75,4 +72,4 @@ class WandbLogger:
 
 def make_logger(mode: str, **kwargs: Any) -> NullLogger | WandbLogger:
     mode = resolve_mode(mode)
-    return NullLogger(**kwargs) if mode == "disabled" else WandbLogger(mode, **kwargs)
+    return NullLogger() if mode == "disabled" else WandbLogger(mode, **kwargs)
