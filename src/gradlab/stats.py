@@ -1,7 +1,7 @@
 """Per-layer gradient and activation statistics, returned as data: a Block of (layer, name) rows.
 
 Every statistic of every layer comes out of a handful of whole-network kernels (one multi-tensor
-norm, one pass over the concatenated activations), so measuring at each step stays cheap.
+norm, a few passes over the stacked activations), so measuring at each step stays cheap.
 """
 
 import math
