@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from gradlab.losses import LOSSES
-from gradlab.mlp import MLP, replica_generators
+from gradlab.mlp import MLP
 from gradlab.train import gradients, make_optimizer, step_rows, update
 
 CE = LOSSES["cross_entropy"]
@@ -82,8 +82,7 @@ def fwd_bwd_cases(size: tuple[int, ...]) -> dict[str, Callable[[], object]]:
 def training_steps(size: tuple[int, ...], log_every: int | None, replicas: int | None = None, steps: int = 10):
     """`steps` training steps, measuring every log_every-th (None: never); what train() does per step."""
     n_in, width, depth, batch_size, n_out = size
-    gens = replica_generators(0, replicas) if replicas else torch.Generator().manual_seed(0)
-    net = MLP([n_in, *[width] * (depth - 1), n_out], activation="sigmoid", generator=gens)
+    net = MLP([n_in, *[width] * (depth - 1), n_out], activation="sigmoid", replicas=replicas or 1)
     optimizer = make_optimizer(net, lr=1e-3, momentum=0.9)
     x, y = batch(n_in, n_out, batch_size, replicas)
 

@@ -63,12 +63,18 @@ BAD_INPUTS = [
     ("loss=bce", ["loss='bce'", "10 classes", "cross_entropy"]),
     ("logger.mode=cloud", ["logger.mode='cloud'", "offline", "disabled"]),
     ("device=tpu", ["device='tpu'", "cpu"]),
+    ("dataset.test_fraction=1.0", ["dataset.test_fraction=1.0", "(0, 1)"]),
+    ("dataset.test_fraction=0", ["dataset.test_fraction=0", "(0, 1)"]),
+    ("dataset.noise=-0.1", ["dataset.noise=-0.1", ">= 0"]),
+    ("dataset.kind=spiral", ["dataset.kind='spiral'", "moons", "xor"]),
+    ("dataset.n_samples=1", ["dataset.n_samples=1", ">= 2"]),
+    ("dataset.n_samples=4 dataset.test_fraction=0.9", ["dataset.n_samples=4", "test_fraction=0.9", "no training"]),
 ]
 
 
 @pytest.mark.parametrize(("override", "fragments"), BAD_INPUTS, ids=[o for o, _ in BAD_INPUTS])
 def test_bad_input_is_rejected_with_key_value_and_allowed(override, fragments):
-    cfg = compose_config(override)
+    cfg = compose_config(*override.split())
     with pytest.raises(ConfigError) as error:
         validate(cfg)
     message = str(error.value)
@@ -88,7 +94,8 @@ def assert_one_line_error(result, *fragments: str) -> None:
 
 @pytest.mark.parametrize(
     ("override", "fragments"),
-    [("depth=0", ["depth=0", ">= 1"]), ("activation=swish", ["activation='swish'", "tanh"])],
+    [("depth=0", ["depth=0", ">= 1"]), ("activation=swish", ["activation='swish'", "tanh"]),
+     ("dataset.test_fraction=1.0", ["dataset.test_fraction=1.0", "(0, 1)"])],
 )
 def test_bad_input_on_the_command_line_exits_with_one_line_and_no_record(workdir: Path, override, fragments):
     result = run_cli(override, "logger.mode=disabled", cwd=workdir)

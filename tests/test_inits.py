@@ -82,11 +82,18 @@ def test_layers_of_one_mlp_draw_different_weights(name):
 
 
 @pytest.mark.parametrize("name", sorted(INITS))
-def test_explicit_generator_matches_seed(name):
-    seeded = MLP([8, 6, 4], init=name, seed=5, dtype=torch.float64)
-    given = MLP([8, 6, 4], init=name, seed=999, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    for ws, wg in zip(seeded.weights, given.weights, strict=True):
-        assert torch.equal(ws, wg)
+def test_seed_fixes_the_weights_and_one_replica_is_the_plain_network(name):
+    plain = MLP([8, 6, 4], init=name, seed=5, dtype=torch.float64)
+    one = MLP([8, 6, 4], init=name, seed=5, replicas=1, dtype=torch.float64)
+    first_of_two = MLP([8, 6, 4], init=name, seed=5, replicas=2, dtype=torch.float64)
+    assert plain.replicas == one.replicas == 1 and not plain.batched and first_of_two.batched
+    for wp, wo, w2 in zip(plain.weights, one.weights, first_of_two.weights, strict=True):
+        assert wp.shape == wo.shape == w2.shape[1:] and torch.equal(wp, wo) and torch.equal(wp, w2[0])
+
+
+def test_zero_replicas_is_rejected():
+    with pytest.raises(ValueError, match="replicas must be >= 1"):
+        MLP([8, 6, 4], replicas=0)
 
 
 @pytest.mark.parametrize("gain", [0.0, 0.5, 2.5])

@@ -9,7 +9,7 @@ from gradlab.activations import ACTIVATIONS
 from gradlab.inits import INITS
 from gradlab.losses import LOSSES
 from gradlab.mlp import MLP
-from gradlab.optim import SGD, clip_by_global_norm, global_norm
+from gradlab.optim import SGD, clip_by_global_norm, global_norm, gradient_norms
 from gradlab.stats import LAYER_METRICS, layer_stats
 
 DEPTHS = [1, 2, 3, 4, 5]
@@ -30,7 +30,8 @@ def make_case(activation: str, init: str, loss_name: str, depth: int, batch: int
     n_classes = loss.n_classes or int(torch.randint(2, 6, (1,), generator=gen))
     widths = torch.randint(2, 8, (depth,), generator=gen).tolist()
     sizes = [*widths, loss.out_dim(n_classes)]
-    net = MLP(sizes, activation=activation, init=init, dtype=torch.float64, generator=gen)
+    seed = int(torch.randint(2**31, (1,), generator=gen))
+    net = MLP(sizes, activation=activation, init=init, dtype=torch.float64, seed=seed)
     # Nonzero biases, so every layer's b enters the forward pass for real.
     net.biases = [0.5 * torch.randn(b.shape, generator=gen, dtype=torch.float64) for b in net.biases]
     x = torch.randn(batch, sizes[0], generator=gen, dtype=torch.float64)
@@ -199,7 +200,7 @@ def test_global_norm_is_the_norm_of_all_gradients():
     tensors = random_tensors(SHAPES, seed=1)
     grads = [(tensors[0], tensors[1]), (tensors[2], tensors[3])]
     expected = torch.linalg.vector_norm(torch.cat([t.flatten() for t in tensors]))
-    assert global_norm(grads).item() == pytest.approx(expected.item(), rel=1e-14)
+    assert global_norm(gradient_norms(grads, batched=False)).item() == pytest.approx(expected.item(), rel=1e-14)
 
 
 @pytest.mark.parametrize("max_norm", [0.1, 1.0, 1e3])  # 1e3 is above the norm: no clipping
@@ -210,10 +211,11 @@ def test_clip_by_global_norm_matches_torch(max_norm):
     for p, t in zip(params, tensors, strict=True):
         p.grad = t.clone()
     total = torch.nn.utils.clip_grad_norm_(params, max_norm)
-    norm = global_norm(grads)
+    norm = global_norm(gradient_norms(grads, batched=False))
     torch.testing.assert_close(norm, total, rtol=1e-14, atol=0)
-    clipped = [g for pair in clip_by_global_norm(grads, max_norm, norm) for g in pair]
+    clipped_pairs = clip_by_global_norm(grads, max_norm, norm)
+    clipped = [g for pair in clipped_pairs for g in pair]
     for g, p in zip(clipped, params, strict=True):
         torch.testing.assert_close(g, p.grad, rtol=1e-14, atol=0)
     if max_norm < norm:
-        assert global_norm(clip_by_global_norm(grads, max_norm, norm)).item() == pytest.approx(max_norm)
+        assert global_norm(gradient_norms(clipped_pairs, batched=False)).item() == pytest.approx(max_norm)

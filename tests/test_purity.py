@@ -11,8 +11,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "gradlab"
-MATH_MODULES = ["activations", "inits", "losses", "mlp", "optim", "stats", "train"]
-OPTIONAL_MATH_MODULES = ["theory"]  # held to the same line once they exist
+MATH_MODULES = ["activations", "inits", "losses", "measurement", "mlp", "optim", "stats", "theory", "train"]
 ALLOWED_IMPORTS = {
     "torch",
     "gradlab",
@@ -53,8 +52,12 @@ IN_PLACE_DRAWS = {"uniform_", "normal_", "bernoulli_", "exponential_", "geometri
 
 
 def math_module_paths() -> list[Path]:
-    optional = [name for name in OPTIONAL_MATH_MODULES if (PACKAGE / f"{name}.py").exists()]
-    return [PACKAGE / f"{name}.py" for name in MATH_MODULES + optional]
+    return [PACKAGE / f"{name}.py" for name in MATH_MODULES]
+
+
+def library_paths() -> list[Path]:
+    """The package, less the entry points (src/run.py, src/sync.py), which own the process."""
+    return sorted(PACKAGE.rglob("*.py"))
 
 
 def all_source_paths() -> list[Path]:
@@ -153,6 +156,17 @@ def draws_without_generator(source: str) -> list[str]:
     return found
 
 
+def process_exits(source: str) -> list[str]:
+    """sys.exit, exit, quit and os._exit calls, and imports of exit from sys."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and (dotted(node.func) in {"sys.exit", "os._exit", "exit", "quit"}):
+            found.append(f"{node.lineno}: {dotted(node.func)}()")
+        if isinstance(node, ast.ImportFrom) and node.module == "sys":
+            found += [f"{node.lineno}: import exit" for alias in node.names if alias.name == "exit"]
+    return sorted(found, key=lambda line: int(line.split(":")[0]))
+
+
 def relative(path: Path) -> str:
     return str(path.relative_to(SRC))
 
@@ -223,6 +237,12 @@ def test_draw_rule_catches_draws_from_the_global_rng():
     assert draws_without_generator(good) == []
 
 
+def test_exit_rule_catches_process_exits():
+    bad = "import sys\nsys.exit(2)\nos._exit(1)\nexit()\nfrom sys import exit\n"
+    assert process_exits(bad) == ["2: sys.exit()", "3: os._exit()", "4: exit()", "5: import exit"]
+    assert process_exits("raise ConfigError('depth=0')\ncode = process.exitcode\n") == []
+
+
 # The rules applied to the source.
 
 
@@ -258,3 +278,8 @@ def test_source_never_uses_autograd(path):
 @pytest.mark.parametrize("path", all_source_paths(), ids=relative)
 def test_source_never_seeds_the_global_rng(path):
     assert global_seeding(path.read_text()) == []
+
+
+@pytest.mark.parametrize("path", library_paths(), ids=relative)
+def test_library_raises_and_never_exits_the_process(path):
+    assert process_exits(path.read_text()) == []

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from conftest import compose_config
-from gradlab.experiment import Job, prepare, run_job
+from gradlab.config import train_settings
+from gradlab.experiment import Job, prepare, run_job, train_recorded
 from gradlab.losses import LOSSES
-from gradlab.mlp import MLP, replica_generators
+from gradlab.mlp import MLP
 from gradlab.tracking import wandb_key
 from gradlab.train import train
 
@@ -19,9 +20,7 @@ def trained_rows(*overrides: str) -> pd.DataFrame:
     cfg = compose_config(*overrides)
     setup = prepare(cfg)
     seen = []
-    train(setup.net, setup.loss, setup.split, lr=cfg.lr, momentum=cfg.momentum, clip_grad_norm=cfg.clip_grad_norm,
-          epochs=cfg.epochs, batch_size=cfg.batch_size, log_every=cfg.log_every, generator=setup.generator,
-          on_measure=seen.append)
+    train(setup.net, setup.loss, setup.split, train_settings(cfg), seen.append)
     rows = [(m.replica, m.step, layer, name, value) for m in seen for layer, name, value in m.rows]
     return pd.DataFrame(rows, columns=["replica", "step", "layer", "name", "value"]).fillna({"layer": 0})
 
@@ -48,8 +47,7 @@ def test_replicas_start_from_their_own_seeds():
 
 
 def test_batched_backward_equals_each_replicas_own_backward():
-    gens = replica_generators(0, 2)
-    net = MLP([4, 5, 5, 3], activation="tanh", dtype=torch.float64, generator=gens)
+    net = MLP([4, 5, 5, 3], activation="tanh", dtype=torch.float64, seed=0, replicas=2)
     x = torch.randn(2, 7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     y = torch.randint(0, 3, (2, 7), generator=torch.Generator().manual_seed(2))
     ce = LOSSES["cross_entropy"]
@@ -68,8 +66,7 @@ def test_a_diverging_replica_is_frozen_while_the_others_train_on():
     for w in setup.net.weights:
         w[1] *= 1e30  # replica 1 overflows on its first batch
     seen = []
-    result = train(setup.net, setup.loss, setup.split, lr=cfg.lr, momentum=cfg.momentum, clip_grad_norm=None,
-                   epochs=2, batch_size=100, log_every=5, generator=setup.generator, on_measure=seen.append)
+    result = train(setup.net, setup.loss, setup.split, train_settings(cfg), seen.append)
     assert result.status == "completed" and result.replica_diverged_at == (None, 0, None)
     assert max(m.step for m in seen if m.replica == 1) == 0
     assert max(m.step for m in seen if m.replica in (0, 2)) == result.steps == 30
@@ -96,3 +93,17 @@ def test_replica_run_record_has_a_replica_column_and_per_replica_summary(tmp_pat
 def test_wandb_keys_carry_the_replica_in_replica_runs():
     assert wandb_key(7, "grad_norm", 2) == "grad_norm/layer_07/replica_2"
     assert wandb_key(None, "test_loss", 0) == "test_loss/replica_0"
+
+
+def test_summary_finals_are_means_over_the_replicas_that_did_not_diverge(tmp_path: Path):
+    cfg = compose_config("epochs=1", "depth=3", "activation=relu", "replicas=3", "logger.mode=disabled")
+    setup = prepare(cfg)
+    for w in setup.net.weights:
+        w[1] *= 1e30  # replica 1 overflows on its first batch
+    train_recorded(cfg, setup, Job(tmp_path, None, "one diverges"))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["status"], summary["replicas_diverged"]) == ("completed", 1)
+    metrics = pd.read_parquet(tmp_path / "metrics.parquet").query("name == 'test_accuracy'")
+    last = metrics.sort_values("step").groupby("replica").value.last()
+    assert summary["final_test_accuracy"] == pytest.approx((last[0] + last[2]) / 2, rel=1e-12)
+    assert summary["final_test_accuracy"] != pytest.approx(last.mean(), rel=1e-6)

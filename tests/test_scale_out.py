@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO, cli_env, run_cli
-from gradlab.sweeps import newest_sweep, recorded_status, threads_per_job
+from gradlab.sweeps import available_cores, newest_sweep, recorded_status, threads_per_job
 
 SYNC = REPO / "src" / "sync.py"
 
@@ -47,6 +47,23 @@ def test_submitit_jobs_use_their_cpus_per_task_and_basic_launcher_keeps_torch_de
     assert threads_per_job({"_target_": slurm, "cpus_per_task": 4}, cores=64) == 4
     assert threads_per_job({"_target_": slurm, "cpus_per_task": None}, cores=64) == 1
     assert threads_per_job({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, 8) is None
+
+
+def test_available_cores_is_the_affinity_where_the_os_has_one():
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this OS")
+    assert available_cores() == len(os.sched_getaffinity(0))
+
+
+def test_available_cores_falls_back_to_cpu_count_without_affinity(monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # as on macOS and Windows
+    assert available_cores() == os.cpu_count()
+
+
+def test_available_cores_is_at_least_one_when_the_count_is_unknown(monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert available_cores() == 1
 
 
 def test_slurm_launcher_config_composes_with_the_cluster_keys():

@@ -103,7 +103,7 @@ def test_overflowing_length_gives_nan_not_an_error():
 def measured_bulk_ratio(sizes: list[int], activation: str, init: str, seed: int = 0) -> float:
     """Geometric mean of delta_rms(l) / delta_rms(l+1) over the bulk layers of a real network at init."""
     gen = torch.Generator().manual_seed(seed)
-    net = MLP(sizes, activation, init, dtype=torch.float64, generator=gen)
+    net = MLP(sizes, activation, init, dtype=torch.float64, seed=seed)
     x = torch.randn(512, sizes[0], dtype=torch.float64, generator=gen)
     net.forward(x)
     net.backward(torch.randn(512, sizes[-1], dtype=torch.float64, generator=gen))
@@ -152,7 +152,7 @@ def test_first_to_last_ratio_by_depth_is_the_profile_at_layer_1_for_many_input_l
 def first_to_last_at_init(activation: str, init: str, seed: int) -> tuple[float, torch.Tensor]:
     """Measured log10 delta_rms(1) / delta_rms(depth) of a 24-layer, 512-wide network, and its inputs' lengths."""
     gen = torch.Generator().manual_seed(seed)
-    net = MLP([64, *[512] * 23, 10], activation, init, dtype=torch.float64, generator=gen)
+    net = MLP([64, *[512] * 23, 10], activation, init, dtype=torch.float64, seed=seed)
     lengths = torch.linspace(0.5, 1.5, 256, dtype=torch.float64)[:, None]  # inputs of unequal lengths
     x = torch.randn(256, 64, dtype=torch.float64, generator=gen) * lengths
     net.forward(x)

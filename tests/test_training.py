@@ -11,8 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from conftest import RUN, cli_env, compose_config
+from gradlab.config import train_settings
 from gradlab.experiment import Job, prepare, run_job
 from gradlab.record import METRICS_SCHEMA
 from gradlab.tracking import resolve_mode, wandb_key
@@ -23,11 +25,7 @@ def measurements(*overrides: str):
     cfg = compose_config(*overrides)
     setup = prepare(cfg)
     seen = []
-    result = train(
-        setup.net, setup.loss, setup.split, lr=cfg.lr, momentum=cfg.momentum,
-        clip_grad_norm=cfg.clip_grad_norm, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        log_every=cfg.log_every, generator=setup.generator, on_measure=seen.append,
-    )
+    result = train(setup.net, setup.loss, setup.split, train_settings(cfg), seen.append)
     return result, seen
 
 
@@ -58,11 +56,28 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
     assert [m.rows for m in first] != [m.rows for m in other]
 
 
-def test_clipping_bounds_the_update():
-    unclipped, seen = measurements("epochs=1", "depth=3", "init=normal", "activation=relu", "lr=1000")
-    clipped, _ = measurements("epochs=1", "depth=3", "init=normal", "activation=relu", "lr=1000",
-                              "clip_grad_norm=0.001")
-    assert unclipped.status == "diverged" and clipped.status == "completed"
+def test_clipping_bounds_each_steps_global_gradient_norm():
+    """With momentum 0 each update is -lr * (clipped gradient): its norm / lr is the clipped global norm."""
+    clip, lr = 0.05, 0.5
+    cfg = compose_config("epochs=1", "depth=3", "init=normal", "activation=relu", f"lr={lr}", "momentum=0",
+                         f"clip_grad_norm={clip}", "log_every=1")
+    setup = prepare(cfg)
+    snapshots, raw_norms = [], []
+
+    def on_measure(m) -> None:
+        if not m.epoch_end:  # measured on the step's mini-batch, before its update
+            snapshots.append(torch.cat([p.flatten() for p in setup.net.weights + setup.net.biases]).double())
+            squares = [v**2 for layer, name, v in m.rows if name in ("grad_norm", "bias_grad_norm")]
+            raw_norms.append(math.sqrt(sum(squares)))
+
+    result = train(setup.net, setup.loss, setup.split, train_settings(cfg), on_measure)
+    assert result.status == "completed" and len(snapshots) == result.steps == 15
+    updates = [after - before for before, after in zip(snapshots[:-1], snapshots[1:], strict=True)]
+    steps = [torch.linalg.vector_norm(update).item() / lr for update in updates]
+    assert max(steps) <= clip * (1 + 1e-5)
+    clipped = [(s, raw) for s, raw in zip(steps, raw_norms, strict=False) if raw > clip]
+    assert len(clipped) >= 10  # the bound was tested, not idle: most raw gradients exceed it
+    assert all(s == pytest.approx(clip, rel=1e-4) for s, _ in clipped)
 
 
 def test_divergence_stops_at_once_with_the_non_finite_step_recorded():

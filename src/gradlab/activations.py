@@ -1,4 +1,11 @@
-"""Activations: each function beside its derivative and its saturation rule, in one registry."""
+"""Activations: each function beside its derivative and its saturation rule, in one registry.
+
+Saturation, one rule: a unit is saturated where |phi'(z)| < FLAT_SLOPE * max_z |phi'(z)|, i.e. it passes back
+under 3% of the largest gradient phi can pass. That includes points where phi' crosses zero (gelu near
+z = -0.75). Each `*_saturated` is that inequality solved for z once, in closed form or by bisection at import,
+so the mask is a cheap test on z itself. The exceptions are relu and leaky_relu, saturated on their off side
+(relu: z <= 0; leaky_relu: z < 0), and linear, whose constant slope is never saturated.
+"""
 
 import math
 from collections.abc import Callable
@@ -7,21 +14,41 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+FLAT_SLOPE = 0.03  # saturated: |phi'(z)| < FLAT_SLOPE * max |phi'|
 LEAKY_SLOPE = 0.01
 ELU_ALPHA = 1.0
 # SELU constants from Klambauer et al. (2017), as torch.nn.SELU uses them.
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
-# Past this point an exponential tail has slope < 3% of its linear side: "flat".
-EXP_FLAT_Z = math.log(0.03)
-SIGMOID_FLAT_Z = math.log(0.97 / 0.03)  # sigmoid(z) outside [0.03, 0.97]  <=>  |z| > this
-TANH_FLAT_Z = math.atanh(0.97)  # |tanh(z)| > 0.97  <=>  |z| > this
 
 
 class Activation(NamedTuple):
     fn: Callable[[Tensor], Tensor]
     grad: Callable[[Tensor], Tensor]  # d fn / dz, elementwise, from z
-    saturated: Callable[[Tensor], Tensor]  # bool mask: z lies in the flat part of fn
+    saturated: Callable[[Tensor], Tensor]  # bool mask: |fn'(z)| < 3% of max |fn'| (relu kinds: the off side)
+
+
+def bisect_root(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """The root of f in [lo, hi], where f(lo) and f(hi) differ in sign, to float precision."""
+    while (mid := 0.5 * (lo + hi)) not in (lo, hi):
+        lo, hi = (lo, mid) if (f(lo) < 0) != (f(mid) < 0) else (mid, hi)
+    return mid
+
+
+# tanh' = 1 - tanh^2, max 1 at z = 0:  1 - tanh^2 z < 0.03  <=>  |tanh z| > sqrt(0.97)  <=>  |z| > this.
+TANH_FLAT_Z = math.atanh(math.sqrt(1 - FLAT_SLOPE))  # 2.4388
+# sigmoid' = s(1 - s) = (1 - tanh^2(z/2)) / 4, max 1/4 at z = 0:  s(1 - s) < 0.03 / 4 = 0.0075
+# <=>  1 - tanh^2(z/2) < 0.03  <=>  |z/2| > TANH_FLAT_Z.
+SIGMOID_FLAT_Z = 2 * TANH_FLAT_Z  # 4.8777
+# softplus' = sigmoid(z), sup 1 as z -> +inf:  sigmoid(z) < 0.03  <=>  z < logit(0.03).
+SOFTPLUS_FLAT_Z = math.log(FLAT_SLOPE / (1 - FLAT_SLOPE))  # -3.4761
+# elu' is 1 for z > 0 and alpha e^z (up to alpha as z -> 0-) below, so max elu' = max(1, alpha):
+# alpha e^z < 0.03 max(1, alpha)  <=>  z < log(0.03 max(1, alpha) / alpha).
+ELU_FLAT_Z = math.log(FLAT_SLOPE * max(1.0, ELU_ALPHA) / ELU_ALPHA)  # log 0.03 = -3.5066 for alpha = 1
+# selu' is scale for z > 0 and scale alpha e^z below; alpha > 1, so the max is scale alpha (at z -> 0-, on the
+# exponential side, not the linear one): scale alpha e^z < 0.03 scale alpha  <=>  z < log 0.03. The linear
+# side, scale = 0.60 scale alpha, is never flat.
+SELU_FLAT_Z = math.log(FLAT_SLOPE)  # -3.5066
 
 
 def sigmoid(z: Tensor) -> Tensor:
@@ -34,7 +61,7 @@ def sigmoid_grad(z: Tensor) -> Tensor:
 
 
 def sigmoid_saturated(z: Tensor) -> Tensor:
-    """sigmoid(z) < 0.03 or > 0.97, tested on z itself (one pass, no sigmoid)."""
+    """sigmoid'(z) < 0.03 * 1/4  <=>  |z| > 2 atanh(sqrt 0.97) = 4.8777."""
     return z.abs() > SIGMOID_FLAT_Z
 
 
@@ -47,7 +74,7 @@ def tanh_grad(z: Tensor) -> Tensor:
 
 
 def tanh_saturated(z: Tensor) -> Tensor:
-    """|tanh(z)| > 0.97, tested on z itself."""
+    """tanh'(z) < 0.03 * 1  <=>  |tanh z| > sqrt 0.97  <=>  |z| > 2.4388."""
     return z.abs() > TANH_FLAT_Z
 
 
@@ -60,7 +87,8 @@ def relu_grad(z: Tensor) -> Tensor:
 
 
 def relu_saturated(z: Tensor) -> Tensor:
-    return z <= 0  # output exactly 0: a dead unit for this example
+    """Exception to the 3% rule: the off side z <= 0, output exactly 0 (a dead unit for this example)."""
+    return z <= 0
 
 
 def leaky_relu(z: Tensor) -> Tensor:
@@ -72,6 +100,7 @@ def leaky_relu_grad(z: Tensor) -> Tensor:
 
 
 def negative_side(z: Tensor) -> Tensor:
+    """Exception to the 3% rule: leaky_relu's off side z < 0 (its slope there, 0.01, is under 3% of 1)."""
     return z < 0
 
 
@@ -83,8 +112,9 @@ def elu_grad(z: Tensor) -> Tensor:
     return torch.where(z > 0, 1.0, ELU_ALPHA * torch.exp(z.clamp_max(0))).to(z.dtype)
 
 
-def exp_tail_saturated(z: Tensor) -> Tensor:
-    return z < EXP_FLAT_Z
+def elu_saturated(z: Tensor) -> Tensor:
+    """elu'(z) = alpha e^z < 0.03 * max(1, alpha)  <=>  z < -3.5066 (alpha = 1)."""
+    return z < ELU_FLAT_Z
 
 
 def selu(z: Tensor) -> Tensor:
@@ -93,6 +123,11 @@ def selu(z: Tensor) -> Tensor:
 
 def selu_grad(z: Tensor) -> Tensor:
     return SELU_SCALE * torch.where(z > 0, 1.0, SELU_ALPHA * torch.exp(z.clamp_max(0))).to(z.dtype)
+
+
+def selu_saturated(z: Tensor) -> Tensor:
+    """selu'(z) = scale alpha e^z < 0.03 * scale alpha (the max, at z -> 0-)  <=>  z < log 0.03 = -3.5066."""
+    return z < SELU_FLAT_Z
 
 
 def gelu(z: Tensor) -> Tensor:
@@ -106,8 +141,27 @@ def gelu_grad(z: Tensor) -> Tensor:
     return cdf + z * pdf
 
 
+def gelu_slope(z: float) -> float:
+    return gelu_grad(torch.tensor(z, dtype=torch.float64)).item()
+
+
+# gelu'' = phi(z) (2 - z^2), so gelu' falls from 0- at -inf to its min Phi(-sqrt 2) - 1/(e sqrt pi) = -0.1289
+# at z = -sqrt 2, rises through 0 near z = -0.75 to its max at z = +sqrt 2, then falls towards 1:
+GELU_MAX_SLOPE = 0.5 * (1 + math.erf(1)) + 1 / (math.e * math.sqrt(math.pi))  # Phi(sqrt 2) + sqrt 2 phi(sqrt 2)
+GELU_FLAT_SLOPE = FLAT_SLOPE * GELU_MAX_SLOPE  # 0.0339; gelu' >= 0.5 for z >= 0: only z < 0 can be flat
+# |gelu'| < GELU_FLAT_SLOPE on the far tail (gelu' decreasing on (-inf, -sqrt 2)) and in a band around the
+# zero crossing (gelu' increasing on (-sqrt 2, 0)); each edge is one root of gelu' = -+GELU_FLAT_SLOPE.
+GELU_TAIL_Z = bisect_root(lambda z: gelu_slope(z) + GELU_FLAT_SLOPE, -40.0, -math.sqrt(2))  # -2.5521
+GELU_DIP_LO_Z = bisect_root(lambda z: gelu_slope(z) + GELU_FLAT_SLOPE, -math.sqrt(2), 0.0)  # -0.8368
+GELU_DIP_HI_Z = bisect_root(lambda z: gelu_slope(z) - GELU_FLAT_SLOPE, -math.sqrt(2), 0.0)  # -0.6782
+
+
 def gelu_saturated(z: Tensor) -> Tensor:
-    return gelu_grad(z).abs() < 0.03
+    """|gelu'(z)| < 0.03 * 1.1289: the tail z < -2.5521, and -0.8368 < z < -0.6782 around gelu's minimum.
+
+    At that minimum (z = -0.7518) gelu' crosses zero: no gradient passes there either, so it counts as flat.
+    """
+    return (z < GELU_TAIL_Z) | ((z > GELU_DIP_LO_Z) & (z < GELU_DIP_HI_Z))
 
 
 def softplus(z: Tensor) -> Tensor:
@@ -120,8 +174,8 @@ def softplus_grad(z: Tensor) -> Tensor:
 
 
 def softplus_saturated(z: Tensor) -> Tensor:
-    """Slope sigmoid(z) < 0.03, tested on z itself."""
-    return z < -SIGMOID_FLAT_Z
+    """softplus'(z) = sigmoid(z) < 0.03 * 1 (its sup)  <=>  z < logit(0.03) = -3.4761."""
+    return z < SOFTPLUS_FLAT_Z
 
 
 def linear(z: Tensor) -> Tensor:
@@ -133,6 +187,7 @@ def linear_grad(z: Tensor) -> Tensor:
 
 
 def never_saturated(z: Tensor) -> Tensor:
+    """linear's slope is 1 everywhere: never under 3% of its max."""
     return torch.zeros_like(z, dtype=torch.bool)
 
 
@@ -141,8 +196,8 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation(tanh, tanh_grad, tanh_saturated),
     "relu": Activation(relu, relu_grad, relu_saturated),
     "leaky_relu": Activation(leaky_relu, leaky_relu_grad, negative_side),
-    "elu": Activation(elu, elu_grad, exp_tail_saturated),
-    "selu": Activation(selu, selu_grad, exp_tail_saturated),
+    "elu": Activation(elu, elu_grad, elu_saturated),
+    "selu": Activation(selu, selu_grad, selu_saturated),
     "gelu": Activation(gelu, gelu_grad, gelu_saturated),
     "softplus": Activation(softplus, softplus_grad, softplus_saturated),
     "linear": Activation(linear, linear_grad, never_saturated),

@@ -10,6 +10,7 @@ from gradlab.activations import ACTIVATIONS
 from gradlab.data import DATASETS, TOY_KINDS
 from gradlab.inits import INITS
 from gradlab.losses import LOSSES
+from gradlab.train import TrainSettings
 
 LOGGER_MODES = ("offline", "online", "disabled")
 DEVICES = ("cpu", "cuda")
@@ -79,6 +80,29 @@ def loss_name(cfg: DictConfig | Config) -> str:
     return cfg.loss if cfg.loss is not None else cfg.dataset.loss
 
 
+def train_settings(cfg: DictConfig | Config) -> TrainSettings:
+    """The training loop's settings from a (validated) config."""
+    return TrainSettings(lr=cfg.lr, momentum=cfg.momentum, clip_grad_norm=cfg.clip_grad_norm, epochs=cfg.epochs,
+                         batch_size=cfg.batch_size, log_every=cfg.log_every)
+
+
+def validate_dataset(options: DatasetConfig | DictConfig) -> None:
+    """Every option of the data set: the ones a data set ignores are checked too, so a typo'd value never waits."""
+    _one_of("dataset.name", options.name, list(DATASETS))
+    if not 0 < options.test_fraction < 1:
+        fraction = options.test_fraction
+        raise ConfigError(f"dataset.test_fraction={fraction!r} is not allowed; expected a number in (0, 1)")
+    _one_of("dataset.kind", options.kind, TOY_KINDS)
+    _at_least("dataset.noise", options.noise, 0)
+    _at_least("dataset.n_samples", options.n_samples, 2)
+    n_test = max(1, round(options.test_fraction * options.n_samples))  # as gradlab.data.split_arrays takes it
+    if n_test >= options.n_samples:
+        raise ConfigError(
+            f"dataset.n_samples={options.n_samples!r} with dataset.test_fraction={options.test_fraction!r} leaves "
+            "no training example; expected more samples or a smaller test_fraction"
+        )
+
+
 def validate(cfg: DictConfig | Config) -> None:
     """Raise ConfigError for the first bad value; checks every rule of the config in one place."""
     _at_least("depth", cfg.depth, 1)
@@ -95,7 +119,7 @@ def validate(cfg: DictConfig | Config) -> None:
         _at_least("clip_grad_norm", cfg.clip_grad_norm, 0, strict=True)
     _one_of("activation", cfg.activation, list(ACTIVATIONS))
     _one_of("init", cfg.init, list(INITS))
-    _one_of("dataset.name", cfg.dataset.name, list(DATASETS))
+    validate_dataset(cfg.dataset)
     _one_of("loss", loss_name(cfg), list(LOSSES))
     _one_of("logger.mode", cfg.logger.mode, LOGGER_MODES)
     _one_of("device", cfg.device, DEVICES)
@@ -109,5 +133,3 @@ def validate(cfg: DictConfig | Config) -> None:
             f"loss={loss_name(cfg)!r} needs a {needs}-class data set, but dataset={cfg.dataset.name!r} "
             f"has {has} classes; expected one of: {', '.join(fitting)}"
         )
-    if cfg.dataset.name == "toy":
-        _one_of("dataset.kind", cfg.dataset.kind, TOY_KINDS)

@@ -14,11 +14,18 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from gradlab.train import Split
-
 SPLIT_SEED = 0  # the train/test split is fixed: every run of a sweep sees the same held-out set
 TOY_KINDS = ("moons", "xor")
 DOWNLOAD_TIMEOUT_S = 20
+INPUT_LENGTH_QUANTILES = 16  # the theory averages over this many input lengths (see gradlab.theory)
+
+
+class Split(NamedTuple):
+    x_train: Tensor  # (N, n_features)
+    y_train: Tensor  # (N,) class indices
+    x_test: Tensor
+    y_test: Tensor
+    n_classes: int
 
 
 class DatasetOptions(Protocol):
@@ -35,6 +42,13 @@ class DataUnavailable(RuntimeError):
 class DataSource(NamedTuple):
     load: Callable[[Path, DatasetOptions], Split]  # (data_dir, options) -> Split
     n_classes: int
+
+
+def input_length_quantiles(x: Tensor, count: int = INPUT_LENGTH_QUANTILES) -> list[float]:
+    """Quantiles (i + 0.5) / count of q^0 = mean over features of x^2, one q^0 per example: the theory's input."""
+    lengths = x.double().pow(2).mean(1)
+    levels = (torch.arange(count, dtype=torch.float64) + 0.5) / count
+    return torch.quantile(lengths, levels).tolist()
 
 
 def standardize(x_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,8 @@
-"""One job of a sweep: config -> data and network -> training -> run record and W&B run."""
+"""One job of a sweep: config -> data and network -> training -> run record and W&B run.
+
+The library raises and never exits: ConfigError or DataUnavailable before any record is left, and
+JobInterrupted after the record of an interrupted run is written. src/run.py maps them to exit codes.
+"""
 
 import math
 import shutil
@@ -12,14 +16,25 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from gradlab.config import ConfigError, loss_name, validate
-from gradlab.data import DATASETS, DataUnavailable
+from gradlab.config import loss_name, train_settings, validate
+from gradlab.data import DATASETS, Split, input_length_quantiles
 from gradlab.losses import LOSSES, Loss
-from gradlab.mlp import MLP, replica_generators
+from gradlab.measurement import Measurement
+from gradlab.mlp import MLP
 from gradlab.record import RunRecord, git_commit, library_versions
 from gradlab.sweeps import recorded_status
-from gradlab.tracking import make_logger
-from gradlab.train import Measurement, Split, train
+from gradlab.tracking import NullLogger, WandbLogger, start_logger
+from gradlab.train import TrainResult, train
+
+FINAL_NAMES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+class JobInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the job; its record, with status interrupted, is in run_dir."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"interrupted; the record so far is in {run_dir}")
+        self.run_dir = run_dir
 
 
 class Job(NamedTuple):
@@ -32,7 +47,7 @@ class Setup(NamedTuple):
     net: MLP
     loss: Loss
     split: Split
-    generator: torch.Generator | list[torch.Generator]  # one per replica when replicas > 1
+    facts: dict[str, Any]  # what the theory needs, known once the data is loaded; goes into summary.json
 
 
 def prepare(cfg: DictConfig) -> Setup:
@@ -42,11 +57,10 @@ def prepare(cfg: DictConfig) -> Setup:
     split = Split(*(t.to(cfg.device) for t in split[:4]), split.n_classes)
     loss = LOSSES[loss_name(cfg)]
     sizes = [split.x_train.shape[1], *[cfg.width] * (cfg.depth - 1), loss.out_dim(split.n_classes)]
-    generator = replica_generators(cfg.seed, cfg.replicas) if cfg.replicas > 1 else torch.Generator().manual_seed(
-        cfg.seed
-    )
-    net = MLP(sizes, cfg.activation, cfg.init, init_gain=cfg.init_gain, device=cfg.device, generator=generator)
-    return Setup(net, loss, split, generator)
+    net = MLP(sizes, cfg.activation, cfg.init, seed=cfg.seed, replicas=cfg.replicas, init_gain=cfg.init_gain,
+              device=cfg.device)
+    facts = {"layer_sizes": sizes, "loss": loss_name(cfg), "input_q0_quantiles": input_length_quantiles(split.x_train)}
+    return Setup(net, loss, split, facts)
 
 
 def discard(run_dir: Path) -> None:
@@ -73,58 +87,52 @@ def raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def run_job(cfg: DictConfig, job: Job) -> str:
-    """Run one job and leave its record; returns its status. Bad config or missing data: exit 2."""
+    """Run one job and leave its record; returns its status.
+
+    Raises ConfigError or DataUnavailable (leaving no job folder) and JobInterrupted (leaving the record).
+    """
     if cfg.skip_completed and recorded_status(job.run_dir) == "completed":
         print(f"gradlab: skipping {job.run_dir}: its record says completed", file=sys.stderr)
         return "completed"
     try:
         setup = prepare(cfg)
-    except (ConfigError, DataUnavailable) as error:
-        print(f"gradlab: {error}", file=sys.stderr)
+    except Exception:
         discard(job.run_dir)
-        sys.exit(2)
+        raise
     summary = train_recorded(cfg, setup, job)
     if summary["status"] == "interrupted":
-        print(f"gradlab: interrupted; the record so far is in {job.run_dir}", file=sys.stderr)
-        sys.exit(130)
+        raise JobInterrupted(job.run_dir)
     return summary["status"]
 
 
 def train_recorded(cfg: DictConfig, setup: Setup, job: Job) -> dict[str, Any]:
     """Train, handing every measurement to the run record, W&B and the progress bar; returns the summary.
 
-    Whatever ends the run (completion, divergence, an exception, Ctrl-C or SIGTERM), the record is
-    flushed and the summary written with its status before this returns or re-raises.
+    Whatever ends the run (completion, divergence, an exception in training or in W&B, Ctrl-C or SIGTERM),
+    the record is written and the summary given its final status before this returns or re-raises.
     """
     started = time.time()
     record = RunRecord(job.run_dir)
     summary: dict[str, Any] = {
         "status": "running", "diverged_at_step": None, "seed": cfg.seed,
         "git_commit": git_commit(), "versions": library_versions(), "job_name": job.name,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), **setup.facts,
     }
     record.write_summary({**summary, "steps": 0})
     progress = Progress(cfg.epochs * math.ceil(len(setup.split.x_train) / cfg.batch_size), desc=job.name)
-    logger = make_logger(
-        cfg.logger.mode, project=cfg.logger.project, entity=cfg.logger.entity, run_dir=job.run_dir,
-        group=job.group, name=job.name, config=OmegaConf.to_container(cfg, resolve=True), replicas=cfg.replicas,
-    )
-    previous_handler = signal.signal(signal.SIGTERM, raise_interrupt)
-    exit_code = 1
-
-    def on_measure(measurement: Measurement) -> None:
-        for sink in (record.append, logger.log, progress.update):
-            sink(measurement)
-
+    logger, result, exit_code = NullLogger(), None, 1
+    previous_handler = signal.getsignal(signal.SIGTERM)
     try:
-        result = train(
-            setup.net, setup.loss, setup.split, lr=cfg.lr, momentum=cfg.momentum,
-            clip_grad_norm=cfg.clip_grad_norm, epochs=cfg.epochs, batch_size=cfg.batch_size,
-            log_every=cfg.log_every, generator=setup.generator, on_measure=on_measure,
-        )
+        signal.signal(signal.SIGTERM, raise_interrupt)
+        logger = open_logger(cfg, job, summary)
+        sinks = (record.append, logger.log, progress.update)
+
+        def on_measure(measurement: Measurement) -> None:
+            for sink in sinks:
+                sink(measurement)
+
+        result = train(setup.net, setup.loss, setup.split, train_settings(cfg), on_measure)
         summary.update(status=result.status, steps=result.steps, diverged_at_step=result.diverged_at_step)
-        if cfg.replicas > 1:
-            summary["replicas"] = replica_results(record.latest(), cfg.seed, result.replica_diverged_at)
         exit_code = 0
     except KeyboardInterrupt:
         summary["status"], exit_code = "interrupted", 130
@@ -134,22 +142,55 @@ def train_recorded(cfg: DictConfig, setup: Setup, job: Job) -> dict[str, Any]:
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         progress.bar.close()
-        record.flush()
-        summary.setdefault("steps", record.last_step)  # interrupted or failed: as far as the record goes
-        summary.update(final_metrics(record.latest()), wall_seconds=round(time.time() - started, 3))
-        record.write_summary(summary)
-        logger.finish(exit_code)
+        close_record(record, summary, cfg, result, started)
+        close_logger(logger, exit_code, record, summary)
     return summary
 
 
-FINAL_NAMES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+def open_logger(cfg: DictConfig, job: Job, summary: dict[str, Any]) -> NullLogger | WandbLogger:
+    """Start W&B (or not) and note in the summary the mode that actually runs."""
+    logger, note = start_logger(
+        cfg.logger.mode, project=cfg.logger.project, entity=cfg.logger.entity, run_dir=job.run_dir,
+        group=job.group, name=job.name, config=OmegaConf.to_container(cfg, resolve=True), replicas=cfg.replicas,
+    )
+    if note:
+        print(f"gradlab: {note}", file=sys.stderr)
+    summary["wandb_mode"] = logger.mode
+    return logger
 
 
-def final_metrics(latest: dict[int, dict[str, float]]) -> dict[str, float | None]:
-    """The last full-set evaluation (RunRecord.latest()): the run's own, or the mean over its replicas."""
+def close_record(
+    record: RunRecord, summary: dict[str, Any], cfg: DictConfig, result: TrainResult | None, started: float
+) -> None:
+    """Write the metrics as one file and the summary with the final values."""
+    record.close()
+    summary.setdefault("steps", record.last_step)  # interrupted or failed: as far as the record goes
+    diverged_at = result.replica_diverged_at if result else (None,) * cfg.replicas
+    summary.update(final_metrics(record.latest(), diverged_at), wall_seconds=round(time.time() - started, 3))
+    if cfg.replicas > 1:
+        summary["replicas"] = replica_results(record.latest(), cfg.seed, diverged_at)
+        summary["replicas_diverged"] = sum(at is not None for at in diverged_at)
+    record.write_summary(summary)
+
+
+def close_logger(logger: NullLogger | WandbLogger, exit_code: int, record: RunRecord, summary: dict[str, Any]) -> None:
+    """Finish W&B; if that fails, the run has failed, and its summary says so before the error goes on."""
+    try:
+        logger.finish(exit_code)
+    except BaseException as error:
+        summary["status"] = "failed"
+        summary.setdefault("error", f"W&B finish: {type(error).__name__}: {error}")
+        record.write_summary(summary)
+        raise
+
+
+def final_metrics(latest: dict[int, dict[str, float]], diverged_at: tuple[int | None, ...]) -> dict[str, float | None]:
+    """The last full-set evaluation: the run's own, or the mean over the replicas that did not diverge
+    (over all of them when every one diverged, as for a single run)."""
+    alive = [r for r, at in enumerate(diverged_at) if at is None] or list(range(len(diverged_at)))
     finals = {}
     for name in FINAL_NAMES:
-        values = [v[name] for v in latest.values() if name in v]
+        values = [latest[r][name] for r in alive if name in latest.get(r, {})]
         finals[f"final_{name}"] = sum(values) / len(values) if values else None
     return finals
 

@@ -34,8 +34,9 @@ def replica_generators(seed: int, replicas: int) -> list[torch.Generator]:
 class MLP:
     """weights[l-1] is W^l, shaped (fan_in, fan_out); biases[l-1] is b^l, shaped (fan_out,).
 
-    With replicas=R they are (R, fan_in, fan_out) and (R, fan_out), replica r drawn from seed + r
-    (or from generator[r] when a list of generators is given).
+    Replica r draws its weights from generators[r], seeded seed + r; with replicas=R > 1 the network
+    is batched: weights (R, fan_in, fan_out), biases (R, fan_out). The generators go on to draw each
+    replica's data order (train), so one seed fixes a replica's whole run.
     """
 
     def __init__(
@@ -44,31 +45,35 @@ class MLP:
         activation: str = "sigmoid",
         init: str = "xavier_uniform",
         seed: int = 0,
-        dtype: torch.dtype = torch.float32,
+        replicas: int = 1,
         init_gain: float = 1.0,
+        dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
-        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-        replicas: int | None = None,
     ) -> None:
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output size, got {list(sizes)}")
-        if generator is None:
-            generator = replica_generators(seed, replicas) if replicas else torch.Generator().manual_seed(seed)
-        self.replicas = len(generator) if isinstance(generator, Sequence) else None
-        gens = list(generator) if isinstance(generator, Sequence) else [generator]
+        if replicas < 1:
+            raise ValueError(f"replicas must be >= 1, got {replicas}")
+        self.replicas = replicas
+        self.generators = replica_generators(seed, replicas)
         self.sizes = list(sizes)
         self.activation_name = activation
         self.activation = get_activation(activation)
         sample = get_init(init).sample
         self.weights, self.biases = [], []
         for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
-            w = torch.stack([init_gain * sample(fan_in, fan_out, gen, dtype) for gen in gens])
-            self.weights.append((w if self.replicas else w[0]).to(device))
-            bias_shape = (len(gens), fan_out) if self.replicas else (fan_out,)
+            w = torch.stack([init_gain * sample(fan_in, fan_out, gen, dtype) for gen in self.generators])
+            self.weights.append((w if self.batched else w[0]).to(device))
+            bias_shape = (replicas, fan_out) if self.batched else (fan_out,)
             self.biases.append(torch.zeros(bias_shape, dtype=dtype, device=device))
         self.inputs: list[Tensor] = []  # h^{l-1} for each layer: what dW^l needs
         self.preacts: list[Tensor] = []  # z^l for each layer: what phi'(z^l) needs
         self.deltas: list[Tensor] = []  # dL/dz^l for each layer, set by backward
+
+    @property
+    def batched(self) -> bool:
+        """Whether every tensor carries a leading replica dimension (replicas > 1)."""
+        return self.replicas > 1
 
     @property
     def depth(self) -> int:

@@ -8,27 +8,20 @@ import torch
 from torch import Tensor
 
 
-def tensor_norms(tensors: list[Tensor], replicas: bool) -> Tensor:
-    """The 2-norm of each tensor, (n,); with replicas, of each replica's slice: (n, R)."""
-    parts = [p for t in tensors for p in t.unbind(0)] if replicas else tensors
-    return torch.stack(torch._foreach_norm(parts)).reshape(len(tensors), -1 if replicas else 1).squeeze(-1)
+def tensor_norms(tensors: list[Tensor], batched: bool) -> Tensor:
+    """The 2-norm of each tensor, (n,); batched over replicas, of each replica's slice: (n, R)."""
+    parts = [p for t in tensors for p in t.unbind(0)] if batched else tensors
+    return torch.stack(torch._foreach_norm(parts)).reshape(len(tensors), -1 if batched else 1).squeeze(-1)
 
 
-def is_replica_batched(grads: list[tuple[Tensor, Tensor]]) -> bool:
-    return grads[0][1].dim() > 1  # a bias gradient (R, fan_out) rather than (fan_out,)
+def gradient_norms(grads: list[tuple[Tensor, Tensor]], batched: bool) -> Tensor:
+    """||dW^l|| for each layer, then ||db^l||: (2 * depth,), or (2 * depth, R) batched over replicas."""
+    return tensor_norms([dW for dW, _ in grads] + [db for _, db in grads], batched)
 
 
-def gradient_norms(grads: list[tuple[Tensor, Tensor]]) -> Tensor:
-    """||dW^l|| for each layer, then ||db^l||: (2 * depth,), or (2 * depth, R) with replicas."""
-    return tensor_norms([dW for dW, _ in grads] + [db for _, db in grads], is_replica_batched(grads))
-
-
-def global_norm(grads: list[tuple[Tensor, Tensor]], grad_norms: Tensor | None = None) -> Tensor:
-    """sqrt(sum over layers of ||dW||^2 + ||db||^2): 0-d, or (R,) for replica-batched gradients.
-
-    `grad_norms` is gradient_norms(grads) when the caller has it already.
-    """
-    return torch.linalg.vector_norm(gradient_norms(grads) if grad_norms is None else grad_norms, dim=0)
+def global_norm(grad_norms: Tensor) -> Tensor:
+    """sqrt(sum over layers of ||dW||^2 + ||db||^2) from gradient_norms(...): 0-d, or (R,) batched."""
+    return torch.linalg.vector_norm(grad_norms, dim=0)
 
 
 def clip_by_global_norm(

@@ -5,11 +5,11 @@ norm, a few passes over the stacked activations), so measuring at each step stay
 """
 
 import math
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from gradlab.measurement import Block, concat
 from gradlab.mlp import MLP
 from gradlab.optim import gradient_norms, tensor_norms
 
@@ -23,34 +23,6 @@ LAYER_METRICS = (
     "act_std",
     "saturation",
 )
-Key = tuple[int | None, str]  # (layer, or None for the whole network; metric name)
-
-
-class Block(NamedTuple):
-    """Measurements as one tensor: row i of `values` is keys[i], one column per replica (1 if none)."""
-
-    keys: list[Key]
-    values: Tensor  # (len(keys), R)
-
-    def per_replica(self) -> list[list[tuple[int | None, str, float]]]:
-        """Each replica's rows as (layer, name, float), with one device sync for all of them."""
-        columns = self.values.T.tolist()
-        return [[(layer, name, v) for (layer, name), v in zip(self.keys, column, strict=True)] for column in columns]
-
-    def rows(self, replica: int = 0) -> list[tuple[int | None, str, float]]:
-        """One replica's rows as (layer, name, float)."""
-        return self.per_replica()[replica]
-
-
-def block(keys: list[Key], values: list[Tensor]) -> Block:
-    """A Block from per-key values that are each 0-d, or (R,)."""
-    return Block(keys, torch.stack([v.to(torch.float64).reshape(-1) for v in values]))
-
-
-def concat(*blocks: Block) -> Block:
-    return Block([k for b in blocks for k in b.keys], torch.cat([b.values for b in blocks]))
-
-
 def activation_stats(net: MLP) -> Block:
     """act_mean, act_std and saturation of h^l = phi(z^l) over batch and units, hidden layers only.
 
@@ -69,26 +41,24 @@ def activation_stats(net: MLP) -> Block:
         # a float mean, not count_nonzero: reducing a bool tensor is ~8x slower on CPU at large sizes
         saturated = net.activation.saturated(z).to(z.dtype).mean(dim=(-2, -1))
         parts.append(torch.stack([mean, std, saturated]).double())
-    replicas = net.replicas or 1
+    replicas = net.replicas
     values = torch.cat(parts, dim=1) if parts else net.preacts[0].new_zeros(3, 0, replicas, dtype=torch.float64)
     keys = [(l, name) for name in ("act_mean", "act_std", "saturation") for l in hidden]  # (3, layers, ...) order
     return Block(keys, values.reshape(len(keys), replicas))
 
 
-def layer_stats(
-    net: MLP, grads: list[tuple[Tensor, Tensor]], lr: float, grad_norms: Tensor | None = None
-) -> Block:
+def layer_stats(net: MLP, grads: list[tuple[Tensor, Tensor]], lr: float, grad_norms: Tensor | None = None) -> Block:
     """Every layer's statistics from the last forward and backward.
 
     Needs net.forward and net.backward on the same mini-batch, with dlogits the gradient of
     the batch-mean loss. Activation statistics (act_mean, act_std, saturation) are of h^l = phi(z^l)
     and exist for hidden layers only: the last layer has no activation. `grad_norms` is
-    gradient_norms(grads) when the caller has it already (the training step does).
+    gradient_norms(grads, net.batched) when the caller has it already (the training step does).
     """
-    depth, batched = net.depth, net.replicas is not None
     if grad_norms is None:
-        grad_norms = gradient_norms(grads)
-    norms = torch.cat([grad_norms, tensor_norms(net.deltas + net.weights, batched)])
+        grad_norms = gradient_norms(grads, net.batched)
+    depth = net.depth
+    norms = torch.cat([grad_norms, tensor_norms(net.deltas + net.weights, net.batched)])
     grad_norm, bias_grad_norm, delta_norm, weight_norm = norms.to(torch.float64).reshape(4, depth, -1)
     # delta^l = d(mean loss)/dz^l has rows (d loss_b / d z_b) / B, so
     # delta_rms = sqrt(mean_b ||d loss_b / d z_b||^2) = sqrt(B) * ||delta^l||_F: one norm, no per-example loop.

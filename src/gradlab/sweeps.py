@@ -1,6 +1,7 @@
 """Sweeps: where they live on disk, and how their jobs share a machine's cores."""
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,13 @@ def recorded_status(run_dir: Path) -> str | None:
         return json.loads((Path(run_dir) / "summary.json").read_text()).get("status")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the OS has one (Linux), else os.cpu_count()."""
+    if hasattr(os, "sched_getaffinity"):  # absent on macOS and Windows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def threads_per_job(launcher: Mapping[str, Any] | None, cores: int) -> int | None:

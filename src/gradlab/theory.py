@@ -58,10 +58,10 @@ def weight_scale(init: str, fan_in: int, fan_out: int, init_gain: float = 1.0) -
     return init_gain**2 * get_init(init).variance(fan_in, fan_out) * fan_in
 
 
-def length_map(activation: str, q: Length, sigma_w2: float, sigma_b2: float = 0.0) -> Length:
-    """q' = sigma_w^2 E_z[phi(sqrt(q) z)^2] + sigma_b^2."""
+def length_map(activation: str, q: Length, sigma_w2: float) -> Length:
+    """q' = sigma_w^2 E_z[phi(sqrt(q) z)^2] (biases start at 0: sigma_b^2 = 0)."""
     phi = get_activation(activation).fn
-    return sigma_w2 * gaussian_expectation(lambda u: phi(u) ** 2, q) + sigma_b2
+    return sigma_w2 * gaussian_expectation(lambda u: phi(u) ** 2, q)
 
 
 def chi(activation: str, q: Length, sigma_w2: float) -> Length:
@@ -71,21 +71,21 @@ def chi(activation: str, q: Length, sigma_w2: float) -> Length:
 
 
 def preactivation_lengths(
-    sizes: Sequence[int], activation: str, init: str, q0: Length, init_gain: float = 1.0, sigma_b2: float = 0.0
+    sizes: Sequence[int], activation: str, init: str, q0: Length, init_gain: float = 1.0
 ) -> list[Length]:
     """[q^1, ..., q^depth] for an MLP with layer sizes `sizes` fed inputs of mean squared feature q0."""
     scales = [weight_scale(init, n_in, n_out, init_gain) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
-    lengths = [scales[0] * q0 + sigma_b2]  # layer 1 sees the raw input, no activation
+    lengths = [scales[0] * q0]  # layer 1 sees the raw input, no activation
     for sigma_w2 in scales[1:]:
-        lengths.append(length_map(activation, lengths[-1], sigma_w2, sigma_b2))
+        lengths.append(length_map(activation, lengths[-1], sigma_w2))
     return lengths
 
 
 def delta_rms_ratios(
-    sizes: Sequence[int], activation: str, init: str, q0: float, init_gain: float = 1.0, sigma_b2: float = 0.0
+    sizes: Sequence[int], activation: str, init: str, q0: float, init_gain: float = 1.0
 ) -> list[float]:
     """[delta_rms(l) / delta_rms(l+1) for l = 1..depth-1]: sqrt(chi) with layer l+1's weights at q^l."""
-    lengths = preactivation_lengths(sizes, activation, init, q0, init_gain, sigma_b2)
+    lengths = preactivation_lengths(sizes, activation, init, q0, init_gain)
     ratios = []
     for l in range(1, len(sizes) - 1):  # layer l's delta comes back through W^{l+1}
         sigma_w2 = weight_scale(init, sizes[l], sizes[l + 1], init_gain)
@@ -99,12 +99,11 @@ def log10_mean_over_inputs(log_gains: Tensor) -> Tensor:
 
 
 def log10_delta_rms_profile(
-    sizes: Sequence[int], activation: str, init: str, q0s: Sequence[float] | Tensor, init_gain: float = 1.0,
-    sigma_b2: float = 0.0,
+    sizes: Sequence[int], activation: str, init: str, q0s: Sequence[float] | Tensor, init_gain: float = 1.0
 ) -> list[float]:
     """[log10 delta_rms(l) / delta_rms(depth) for l = 1..depth], over inputs of lengths q0s (one per example)."""
     lengths = preactivation_lengths(sizes, activation, init, torch.as_tensor(q0s, dtype=torch.float64).reshape(-1),
-                                    init_gain, sigma_b2)
+                                    init_gain)
     log_chi = [torch.log(chi(activation, lengths[l - 1], weight_scale(init, sizes[l], sizes[l + 1], init_gain)))
                for l in range(1, len(sizes) - 1)]
     if not log_chi:
@@ -115,7 +114,7 @@ def log10_delta_rms_profile(
 
 def log10_first_to_last_ratios(
     n_in: int, width: int, n_out: int, depths: Sequence[int], activation: str, init: str,
-    q0s: Sequence[float] | Tensor, init_gain: float = 1.0, sigma_b2: float = 0.0,
+    q0s: Sequence[float] | Tensor, init_gain: float = 1.0,
 ) -> dict[int, float]:
     """{depth: log10(delta_rms(1) / delta_rms(depth))} for MLPs [n_in, width x (depth - 1), n_out].
 
@@ -125,7 +124,7 @@ def log10_first_to_last_ratios(
     """
     q0 = torch.as_tensor(q0s, dtype=torch.float64).reshape(-1)
     deepest = max(depths)
-    lengths = preactivation_lengths([n_in, *[width] * (deepest - 1), n_out], activation, init, q0, init_gain, sigma_b2)
+    lengths = preactivation_lengths([n_in, *[width] * (deepest - 1), n_out], activation, init, q0, init_gain)
     hidden = weight_scale(init, width, width, init_gain)
     output = weight_scale(init, width, n_out, init_gain)
     through_hidden = [torch.zeros_like(q0)]  # sum of log chi over the first k layers, k = 0..deepest-2

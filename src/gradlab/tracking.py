@@ -1,10 +1,18 @@
-"""Weights & Biases logging of measurements: offline by default, never waiting on the network."""
+"""Weights & Biases logging of measurements: offline by default, never waiting on the network.
+
+Online mode is tried only after a bounded check for credentials and a reachable server
+(gradlab.sync.preflight); when either is missing the run logs offline and can be uploaded later
+with src/sync.py.
+"""
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from gradlab.train import Measurement
+from gradlab.measurement import Measurement
+
+OFFLINE_FALLBACK = "W&B online mode unavailable ({reason}); logging offline, upload later with src/sync.py"
+INIT_TIMEOUT_S = 30  # wandb.init's own bound (its default is 90 s) once the server answered the preflight
 
 
 def wandb_key(layer: int | None, name: str, replica: int | None = None) -> str:
@@ -19,8 +27,29 @@ def resolve_mode(configured: str) -> str:
     return os.environ.get("WANDB_MODE") or configured
 
 
+class Mode(NamedTuple):
+    mode: str  # offline | online | disabled: the mode the run will actually use
+    note: str | None  # why it differs from the one asked for, as one line; None when it does not
+
+
+def choose_mode(configured: str) -> Mode:
+    """The mode to run in: WANDB_MODE wins over the config; online falls back to offline without
+    credentials or a reachable server (checked within gradlab.sync.CONNECT_TIMEOUT_S)."""
+    mode = resolve_mode(configured)
+    if mode != "online":
+        return Mode(mode, None)
+    from gradlab.sync import preflight, server_url
+
+    problem = preflight(server_url())
+    if problem is None:
+        return Mode("online", None)
+    return Mode("offline", OFFLINE_FALLBACK.format(reason=problem.split(": ")[0]))  # what is missing, not the fix
+
+
 class NullLogger:
     """What runs when logging is disabled: nothing to import, nothing to start."""
+
+    mode = "disabled"
 
     def log(self, measurement: Measurement) -> None:
         pass
@@ -38,10 +67,10 @@ class WandbLogger:
     ) -> None:
         import wandb
 
-        self.wandb = wandb
+        self.wandb, self.mode = wandb, mode
         self.run = wandb.init(
             mode=mode, project=project, entity=entity, dir=str(run_dir), group=group, name=name,
-            config=config, job_type="train", settings=wandb.Settings(silent=True),
+            config=config, job_type="train", settings=wandb.Settings(silent=True, init_timeout=INIT_TIMEOUT_S),
         )
         self.replicas = replicas
         self.initial: dict[tuple[int, int, str], float] = {}  # (replica, layer, name) -> value
@@ -70,6 +99,18 @@ class WandbLogger:
             self.run.finish(exit_code=exit_code)
 
 
-def make_logger(mode: str, **kwargs: Any) -> NullLogger | WandbLogger:
-    mode = resolve_mode(mode)
-    return NullLogger() if mode == "disabled" else WandbLogger(mode, **kwargs)
+def start_logger(configured: str, **kwargs: Any) -> tuple[NullLogger | WandbLogger, str | None]:
+    """The logger for the configured mode and, when it had to fall back to offline, one line saying why.
+
+    `logger.mode` is the mode that runs. kwargs are WandbLogger's (project, entity, run_dir, ...).
+    """
+    mode, note = choose_mode(configured)
+    if mode == "disabled":
+        return NullLogger(), note
+    if mode != "online":
+        return WandbLogger(mode, **kwargs), note
+    try:
+        return WandbLogger("online", **kwargs), None
+    except Exception as error:  # the server answered the preflight, but wandb.init failed or timed out
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        return WandbLogger("offline", **kwargs), OFFLINE_FALLBACK.format(reason=reason)

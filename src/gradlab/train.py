@@ -6,34 +6,37 @@ A replica-batched network (MLP(replicas=R)) trains each replica on its own data 
 own generator, and a replica that diverges is frozen while the others go on.
 """
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor
 
 from gradlab.losses import Loss
+from gradlab.measurement import Block, Measurement, block, concat
 from gradlab.mlp import MLP
 from gradlab.optim import SGD, clip_by_global_norm, global_norm, gradient_norms
-from gradlab.stats import Block, block, concat, layer_stats
+from gradlab.stats import layer_stats
+
+if TYPE_CHECKING:  # the loop only reads a Split's tensors; it needs nothing else of the data module
+    from gradlab.data import Split
 
 EVAL_CHUNK = 8192
 
 
-class Split(NamedTuple):
-    x_train: Tensor  # (N, n_features)
-    y_train: Tensor  # (N,) class indices
-    x_test: Tensor
-    y_test: Tensor
-    n_classes: int
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train: the optimizer's and the loop's settings, as plain values."""
 
-
-class Measurement(NamedTuple):
-    step: int
-    epoch: int
-    rows: list[tuple[int | None, str, float]]  # (layer or None for the whole network, name, value)
-    epoch_end: bool  # rows hold the full train/test evaluation that closes an epoch (or step 0)
-    replica: int = 0  # which replica of a replica-batched run; 0 otherwise
+    lr: float
+    momentum: float = 0.0
+    clip_grad_norm: float | None = None
+    epochs: int = 1
+    batch_size: int = 100
+    log_every: int = 5
 
 
 class TrainResult(NamedTuple):
@@ -67,7 +70,7 @@ class Run:
 
     def __init__(self, net: MLP, optimizer: SGD, on_measure: Callable[[Measurement], None]) -> None:
         self.net, self.optimizer, self.on_measure = net, optimizer, on_measure
-        self.diverged_at: list[int | None] = [None] * (net.replicas or 1)
+        self.diverged_at: list[int | None] = [None] * net.replicas
 
     def alive(self) -> list[int]:
         return [r for r, at in enumerate(self.diverged_at) if at is None]
@@ -87,7 +90,7 @@ class Run:
     def freeze_diverged(self) -> None:
         """Hold diverged replicas at zero weights and velocity, so no NaN or inf rides along with the others."""
         dead = [r for r, at in enumerate(self.diverged_at) if at is not None]
-        if dead and self.net.replicas:
+        if dead and self.net.batched:
             for p in [*self.optimizer.params, *self.optimizer.velocity]:
                 p[dead] = 0
 
@@ -96,7 +99,7 @@ class Gradients(NamedTuple):
     logits: Tensor  # (..., B, n_out)
     batch_loss: Tensor  # () or (R,)
     grads: list[tuple[Tensor, Tensor]]  # (dW, db) per layer
-    grad_norms: Tensor  # optim.gradient_norms(grads): each layer's ||dW||, then each ||db||
+    grad_norms: Tensor  # optim.gradient_norms: each layer's ||dW||, then each ||db||
     norm: Tensor  # global gradient norm, () or (R,)
 
 
@@ -105,8 +108,8 @@ def gradients(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> Gradients:
     logits = net.forward(x)
     batch_loss = loss.value(logits, y).mean(-1)
     grads = net.backward(loss.grad(logits, y) / y.shape[-1])
-    grad_norms = gradient_norms(grads)
-    return Gradients(logits, batch_loss, grads, grad_norms, global_norm(grads, grad_norms))
+    grad_norms = gradient_norms(grads, net.batched)
+    return Gradients(logits, batch_loss, grads, grad_norms, global_norm(grad_norms))
 
 
 def step_rows(net: MLP, loss: Loss, g: Gradients, y: Tensor, lr: float) -> Block:
@@ -125,41 +128,32 @@ def update(optimizer: SGD, g: Gradients, clip_grad_norm: float | None) -> None:
     optimizer.step([t for pair in grads for t in pair])
 
 
-def train(
-    net: MLP,
-    loss: Loss,
-    split: Split,
-    *,
-    lr: float,
-    momentum: float,
-    clip_grad_norm: float | None,
-    epochs: int,
-    batch_size: int,
-    log_every: int,
-    generator: torch.Generator | Sequence[torch.Generator],
-    on_measure: Callable[[Measurement], None],
-) -> TrainResult:
-    """Train for `epochs` epochs; a non-finite loss or gradient stops that replica at once (diverged)."""
-    gens = list(generator) if isinstance(generator, Sequence) else [generator]
-    run = Run(net, make_optimizer(net, lr, momentum), on_measure)
+def train(net: MLP, loss: Loss, split: Split, settings: TrainSettings,
+          on_measure: Callable[[Measurement], None]) -> TrainResult:
+    """Train for settings.epochs epochs; a non-finite loss or gradient stops that replica at once (diverged).
+
+    Each replica's data order comes from net.generators[r], the generator that drew its weights.
+    """
+    epochs, batch_size = settings.epochs, settings.batch_size
+    run = Run(net, make_optimizer(net, settings.lr, settings.momentum), on_measure)
     step = 0
     run.emit(0, 0, evaluation_rows(net, loss, split), True, run.alive())
     for epoch in range(max(epochs, 1)):  # epochs=0 still measures the first mini-batch at init
-        orders = torch.stack([torch.randperm(len(split.x_train), generator=g) for g in gens])
-        orders = (orders if net.replicas else orders[0]).to(split.x_train.device)  # (R, N) or (N,)
+        orders = torch.stack([torch.randperm(len(split.x_train), generator=g) for g in net.generators])
+        orders = (orders if net.batched else orders[0]).to(split.x_train.device)  # (R, N) or (N,)
         for start in range(0, orders.shape[-1], batch_size):
             idx = orders[..., start : start + batch_size]
             x, y = split.x_train[idx], split.y_train[idx]  # (..., B, n_features), (..., B)
             g = gradients(net, loss, x, y)
             finite = torch.isfinite(g.batch_loss + g.norm)
             dead = run.mark_diverged(step, finite) if not bool(finite.all()) else []
-            if step % log_every == 0 or dead:
-                run.emit(step, epoch, step_rows(net, loss, g, y, lr), False, sorted(run.alive() + dead))
+            if step % settings.log_every == 0 or dead:
+                run.emit(step, epoch, step_rows(net, loss, g, y, settings.lr), False, sorted(run.alive() + dead))
             if not run.alive():
                 return TrainResult("diverged", step, step, tuple(run.diverged_at))
             if epochs == 0:
                 return TrainResult("completed", 0, None, tuple(run.diverged_at))
-            update(run.optimizer, g, clip_grad_norm)
+            update(run.optimizer, g, settings.clip_grad_norm)
             run.freeze_diverged()
             step += 1
         closing = evaluation_rows(net, loss, split)

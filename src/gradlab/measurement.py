@@ -1,0 +1,42 @@
+"""What a training run measures, as data: a Block of (layer, name) rows for all replicas, and one
+replica's Measurement at one step. The loop makes them; the run record, W&B and the progress bar read them."""
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+Key = tuple[int | None, str]  # (layer, or None for the whole network; metric name)
+
+
+class Block(NamedTuple):
+    """Measurements as one tensor: row i of `values` is keys[i], one column per replica (1 if none)."""
+
+    keys: list[Key]
+    values: Tensor  # (len(keys), R)
+
+    def per_replica(self) -> list[list[tuple[int | None, str, float]]]:
+        """Each replica's rows as (layer, name, float), with one device sync for all of them."""
+        columns = self.values.T.tolist()
+        return [[(layer, name, v) for (layer, name), v in zip(self.keys, column, strict=True)] for column in columns]
+
+    def rows(self, replica: int = 0) -> list[tuple[int | None, str, float]]:
+        """One replica's rows as (layer, name, float)."""
+        return self.per_replica()[replica]
+
+
+def block(keys: list[Key], values: list[Tensor]) -> Block:
+    """A Block from per-key values that are each 0-d, or (R,)."""
+    return Block(keys, torch.stack([v.to(torch.float64).reshape(-1) for v in values]))
+
+
+def concat(*blocks: Block) -> Block:
+    return Block([k for b in blocks for k in b.keys], torch.cat([b.values for b in blocks]))
+
+
+class Measurement(NamedTuple):
+    step: int
+    epoch: int
+    rows: list[tuple[int | None, str, float]]  # (layer or None for the whole network, name, value)
+    epoch_end: bool  # rows hold the full train/test evaluation that closes an epoch (or step 0)
+    replica: int = 0  # which replica of a replica-batched run; 0 otherwise
