@@ -1,5 +1,6 @@
 """The report's figures, in order: which rows each one gets, how its panels are laid out, and its caption."""
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -15,8 +16,9 @@ MAX_HEATMAP_PANELS = 12
 
 class Inputs(NamedTuple):
     runs: pd.DataFrame  # one row per run (load.Sweep.runs)
-    metrics: pd.DataFrame  # tidy metrics with config columns, and the delta_rms_predicted rows
+    metrics: pd.DataFrame  # tidy metrics with facets, swept keys and labels, and the delta_rms_predicted rows
     ratios: pd.DataFrame  # figure 4's measured and theory rows (figures_init.ratio_rows)
+    config_keys: list[str]  # the runs' config columns (load.Sweep.config_keys)
 
 
 class FigureSpec(NamedTuple):
@@ -53,7 +55,8 @@ def figure_4(inputs: Inputs) -> Figure:
 
 def figure_6(inputs: Inputs) -> Figure:
     runs = inputs.runs.sort_values("depth", kind="stable")
-    return facet_wrap(runs, figures_training.accuracy_heatmap, by="depth", ncols=3, title=by_depth_title)
+    draw = functools.partial(figures_training.accuracy_heatmap, config_keys=inputs.config_keys)
+    return facet_wrap(runs, draw, by="depth", ncols=3, title=by_depth_title)
 
 
 def figure_8(inputs: Inputs) -> Figure:

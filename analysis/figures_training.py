@@ -1,7 +1,10 @@
 """Figures of training (3, 5, 6, 7, 8): each draws one panel from a tidy DataFrame, no I/O.
 
-Metric rows carry run, step, layer, name, value and the run's config columns; figure 6 takes run rows.
+Metric rows carry run, step, layer, name, value, the run's facets, swept keys and series labels; figure 6
+takes run rows.
 """
+
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -9,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from analysis.load import CONFIG_COLUMNS
+from analysis.series import describe, setting_keys, swept_keys
 from analysis.style import by_series, draw_series, init_style, say_empty, series_color, small_legend
 
 UPDATE_RATIO_GUIDE = 1e-3  # the usual rule of thumb for a healthy lr * ||dW|| / ||W|| per step
@@ -61,21 +64,20 @@ def loss_curves(df: pd.DataFrame, ax: Axes) -> None:
     ax.legend(handles, labels, fontsize="x-small", framealpha=0.8)
 
 
-def heatmap_axes(runs: pd.DataFrame) -> tuple[list[str], str]:
-    """Rows and column of the accuracy heatmap: the swept config keys but depth and seed."""
-    swept = [c for c in CONFIG_COLUMNS if c not in ("depth", "seed") and runs[c].nunique(dropna=False) > 1]
+def heatmap_axes(runs: pd.DataFrame, config_keys: Iterable[str]) -> tuple[list[str], str]:
+    """Rows and column of the accuracy heatmap: the swept keys that set series apart, but depth (the panels)."""
+    swept = [key for key in swept_keys(runs, setting_keys(config_keys)) if key != "depth"]
     if not swept:
         return ["activation"], "init"
     return (swept[:-1] or ["activation"]), swept[-1]
 
 
-def accuracy_heatmap(df: pd.DataFrame, ax: Axes) -> None:
+def accuracy_heatmap(df: pd.DataFrame, ax: Axes, config_keys: Iterable[str]) -> None:
     """Figure 6: final test accuracy (mean over seeds, diverged seeds left out) over the swept config keys."""
-    rows, col = heatmap_axes(df)
+    rows, col = heatmap_axes(df, config_keys)
     kept = df.assign(accuracy=df.final_test_accuracy.astype(float).where(df.status != "diverged"),
                      diverged=df.status == "diverged")
-    keys = [kept[k].map(lambda v: "none" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v))
-            for k in [*rows, col]]
+    keys = [kept[k].map(describe) for k in [*rows, col]]
     kept = kept.assign(row_label=[" · ".join(v) for v in zip(*keys[:-1], strict=True)], col_label=keys[-1])
     cells = kept.groupby(["row_label", "col_label"], sort=False).agg(
         accuracy=("accuracy", "mean"), diverged=("diverged", "sum"), runs=("run", "count"))

@@ -1,6 +1,8 @@
-"""Load: sweep folders -> one row per run, and every run's metrics as one tidy table with config columns.
+"""Load: sweep folders -> one row per run, and every run's metrics as one tidy table with its config columns.
 
 A run is a job folder, or one replica of a job that trains replicas (its seed is the config's seed + replica).
+Its row holds every key of its .hydra/config.yaml (dotted names: dataset.kind), the summary, and the facts the
+job recorded about its network and data (layer_sizes, loss_in_force, input_q0_quantiles) for the theory.
 A job whose record cannot be read is skipped with one SkippedJob warning naming its folder.
 """
 
@@ -16,20 +18,14 @@ import pyarrow.parquet as pq
 import yaml
 from tqdm import tqdm
 
-from gradlab.inits import INITS
+from analysis.series import LABELS, flatten, label_series, setting_keys, swept_keys
 from gradlab.record import STATUSES
 
-# Column name -> keys into .hydra/config.yaml. Series of lines vary the swept ones (see label_series).
-CONFIG_COLUMNS = {
-    "depth": ("depth",), "width": ("width",), "activation": ("activation",), "init": ("init",),
-    "init_gain": ("init_gain",), "lr": ("lr",), "momentum": ("momentum",), "clip_grad_norm": ("clip_grad_norm",),
-    "batch_size": ("batch_size",), "epochs": ("epochs",), "seed": ("seed",), "dataset": ("dataset", "name"),
-    "loss": ("loss",),
-}
-NOT_SERIES = ("activation", "init", "seed")  # the facets, and the seeds a line averages over
 METRIC_COLUMNS = ["step", "epoch", "layer", "name", "value"]
 SUMMARY_COLUMNS = ["status", "steps", "diverged_at_step", "final_train_loss", "final_train_accuracy",
                    "final_test_loss", "final_test_accuracy", "wall_seconds"]  # fmt: skip
+FACT_COLUMNS = ["layer_sizes", "loss_in_force", "input_q0_quantiles"]  # as summary.json names them
+ALWAYS_IN_METRICS = ["depth", "activation", "init", "seed"]  # the figures' facets; seeds for the bands
 
 
 class BrokenJob(Exception):
@@ -40,10 +36,15 @@ class SkippedJob(UserWarning):
     """A job folder left out of the analysis."""
 
 
+class NoRecordedFacts(UserWarning):
+    """Runs whose summary.json predates the recorded layer sizes and input lengths: they get no theory."""
+
+
 class Sweep(NamedTuple):
-    runs: pd.DataFrame  # one row per run: run, job, replica, config columns, summary, ratios, series labels
-    metrics: pd.DataFrame  # tidy: run, step, epoch, layer, name, value, and the run's config columns
+    runs: pd.DataFrame  # one row per run: run, job, replica, config columns, summary, facts, ratios, series labels
+    metrics: pd.DataFrame  # tidy: run, step, epoch, layer, name, value, the facets, swept keys and series labels
     skipped: list[str]  # one line per job folder left out, naming it and why
+    config_keys: list[str]  # every config key of the runs, dotted, in config order: runs' config columns
 
 
 def is_job(path: Path) -> bool:
@@ -69,19 +70,14 @@ def find_jobs(roots: Iterable[Path]) -> list[Path]:
 
 
 def read_config(job_dir: Path) -> dict:
+    """The job's config, flattened to dotted keys (dataset.kind)."""
     try:
         config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
     except (OSError, yaml.YAMLError) as error:
         raise BrokenJob(f"no readable .hydra/config.yaml ({type(error).__name__})") from None
     if not isinstance(config, dict):
         raise BrokenJob(".hydra/config.yaml is not a mapping")
-    columns = {}
-    for column, keys in CONFIG_COLUMNS.items():
-        value = config
-        for key in keys:
-            value = value.get(key) if isinstance(value, dict) else None
-        columns[column] = value
-    return {**columns, "replicas": config.get("replicas") or 1}
+    return flatten(config)
 
 
 def read_summary(job_dir: Path) -> dict:
@@ -94,6 +90,21 @@ def read_summary(job_dir: Path) -> dict:
     if not isinstance(summary, dict) or summary.get("status") not in STATUSES:
         raise BrokenJob(f"summary.json has no status among {', '.join(STATUSES)}")
     return summary
+
+
+def recorded_list(value: object, kind: type | tuple[type, ...]) -> tuple | None:
+    """A non-empty list of `kind` from summary.json as a tuple (hashable, for the theory's cache), else None."""
+    if isinstance(value, list) and value and all(isinstance(item, kind) for item in value):
+        return tuple(value)
+    return None
+
+
+def read_facts(summary: dict) -> dict:
+    """What the job recorded about its network and data; None for a fact its summary lacks (older records)."""
+    loss = summary.get("loss_in_force")
+    return {"layer_sizes": recorded_list(summary.get("layer_sizes"), int),
+            "loss_in_force": loss if isinstance(loss, str) else None,
+            "input_q0_quantiles": recorded_list(summary.get("input_q0_quantiles"), (int, float))}
 
 
 def read_metrics(job_dir: Path) -> pd.DataFrame:
@@ -112,10 +123,10 @@ def read_metrics(job_dir: Path) -> pd.DataFrame:
     return metrics
 
 
-def job_runs(job_dir: Path) -> tuple[list[dict], list[pd.DataFrame]]:
-    """One row and one metrics frame per run in a job folder; raises BrokenJob."""
+def job_runs(job_dir: Path) -> tuple[list[str], list[dict], list[pd.DataFrame]]:
+    """The job's config keys, and one row and one metrics frame per run in its folder; raises BrokenJob."""
     config, summary, metrics = read_config(job_dir), read_summary(job_dir), read_metrics(job_dir)
-    replicas = config.pop("replicas")
+    facts, replicas = read_facts(summary), config.get("replicas") or 1
     per_replica = {r["replica"]: r for r in summary.get("replicas") or [] if isinstance(r, dict)}
     rows, frames = [], []
     for replica in range(replicas):
@@ -124,23 +135,25 @@ def job_runs(job_dir: Path) -> tuple[list[dict], list[pd.DataFrame]]:
             own["status"] = summary["status"]  # an interrupted or failed job stopped every replica
         name = f"{job_dir.parent.name}/{job_dir.name}" + (f"/replica_{replica}" if replicas > 1 else "")
         rows.append({"job": name, "job_dir": str(job_dir), "replica": replica, **config,
-                     "seed": (config["seed"] or 0) + replica, **{k: own.get(k) for k in SUMMARY_COLUMNS}})
+                     "seed": (config.get("seed") or 0) + replica, **{k: own.get(k) for k in SUMMARY_COLUMNS},
+                     **facts})
         frames.append(metrics.loc[metrics.replica == replica, METRIC_COLUMNS])
     if all(frame.empty for frame in frames):
         raise BrokenJob("metrics.parquet holds no measurements")
-    return rows, frames
+    return list(config), rows, frames
 
 
 def load(roots: Iterable[Path], progress: bool | None = None) -> Sweep:
     """Every readable run below the roots; progress=None shows a bar on a terminal only."""
-    rows, frames, skipped = [], [], []
+    rows, frames, skipped, config_keys = [], [], [], {}
     bar = tqdm(find_jobs(roots), desc="loading runs", unit="job", disable=None if progress is None else not progress)
     for job_dir in bar:
         try:
-            job_rows, job_frames = job_runs(job_dir)
+            job_keys, job_rows, job_frames = job_runs(job_dir)
         except BrokenJob as error:
             skipped.append(f"skipped {job_dir}: {error}")
             continue
+        config_keys.update(dict.fromkeys(job_keys))  # a dict keeps the keys in their first job's order
         for row, frame in zip(job_rows, job_frames, strict=True):
             row["run"] = len(rows)
             rows.append(row)
@@ -149,11 +162,21 @@ def load(roots: Iterable[Path], progress: bool | None = None) -> Sweep:
         warnings.warn(message, SkippedJob, stacklevel=2)
     if not rows:
         raise FileNotFoundError(f"no readable runs in {', '.join(map(str, roots))}")
-    runs = label_series(add_ratios(pd.DataFrame(rows), pd.concat(frames, ignore_index=True)))
+    warn_of_missing_facts(rows)
     metrics = pd.concat(frames, ignore_index=True)
-    labels = ["series", "line", "curve", "shade", "panel", "column", "column_order"]
-    config = runs[["run", *CONFIG_COLUMNS, *labels, "status", "diverged_at_step"]]
-    return Sweep(runs, metrics.merge(config, on="run", how="left"), skipped)
+    runs = label_series(add_ratios(pd.DataFrame(rows), metrics), config_keys)
+    identity = dict.fromkeys([*ALWAYS_IN_METRICS, *swept_keys(runs, setting_keys(config_keys))])
+    config = runs[["run", *identity, *LABELS, "status", "diverged_at_step"]]
+    metrics = metrics.merge(config, on="run", how="left")
+    return Sweep(runs, metrics, skipped, list(config_keys))
+
+
+def warn_of_missing_facts(rows: list[dict]) -> None:
+    """One warning for all the runs whose summary does not record what the theory needs."""
+    missing = sum(row["layer_sizes"] is None or row["input_q0_quantiles"] is None for row in rows)
+    if missing:
+        warnings.warn(f"{missing} of {len(rows)} runs have no layer_sizes or input_q0_quantiles in summary.json "
+                      "(recorded before they were): no theory for them", NoRecordedFacts, stacklevel=3)
 
 
 def add_ratios(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
@@ -165,33 +188,3 @@ def add_ratios(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     ratios = (first / last).reindex(columns=["grad_norm", "delta_rms"])  # both, even for a run with no layers
     ratios = ratios.add_suffix("_ratio").rename_axis(columns=None).reset_index()
     return runs.merge(ratios, on="run", how="left")
-
-
-def describe(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "none"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def label_series(runs: pd.DataFrame) -> pd.DataFrame:
-    """Add series (what a line stands for), line (its label beside the panel's title), curve (series less depth),
-    shade (0 to 1], panel, and column (init and curve: the facet column) with column_order."""
-    swept = [c for c in CONFIG_COLUMNS if c not in NOT_SERIES and runs[c].nunique(dropna=False) > 1]
-    keys = swept or ["depth"]
-    runs = runs.assign(
-        series=[", ".join(f"{k}={describe(v)}" for k, v in zip(keys, row, strict=True))
-                for row in runs[keys].itertuples(index=False)],
-        curve=[", ".join(f"{k}={describe(v)}" for k, v in zip(keys, row, strict=True) if k != "depth")
-               for row in runs[keys].itertuples(index=False)],
-    )
-    order = list(runs.sort_values(keys, na_position="first").series.unique())
-    runs["shade"] = runs.series.map(lambda s: (order.index(s) + 1) / len(order))  # the last series darkest
-    runs["line"] = [f"depth={d}" for d in runs.depth] if "depth" in swept else runs.series  # the rest is in the title
-    runs["column"] = runs.init + runs.curve.map(lambda c: f" · {c}" if c else "")
-    runs["panel"] = runs.activation + " · " + runs.column
-    others = [k for k in keys if k != "depth"]
-    curves = list(runs.sort_values(others, na_position="first").curve.unique()) if others else [""]
-    inits = list(INITS)
-    runs["column_order"] = [(inits.index(i) if i in inits else len(inits)) * len(curves) + curves.index(c)
-                            for i, c in zip(runs.init, runs.curve, strict=True)]
-    return runs

@@ -12,7 +12,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
-th { background: #f3f3f3; } td:nth-child(-n+2) { text-align: left; }
+th { background: #f3f3f3; } td.text { text-align: left; }
 .vanishing { background: #fde2e1; } .exploding { background: #fff1cc; } .stable { background: #e3f4e1; }
 figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.95em; color: #444; max-width: 60em; } .pair { display: flex; gap: 1em; flex-wrap: wrap; }
@@ -26,12 +26,18 @@ def number(value: object) -> str:
     return html.escape(str(value))
 
 
+def cell(column: str, value: object) -> str:
+    """A findings cell: names (activation, dataset.kind, verdict) left-aligned, numbers and accuracies right."""
+    is_name = isinstance(value, str) and not column.startswith("accuracy")
+    return f'<td class="text">{number(value)}</td>' if is_name else f"<td>{number(value)}</td>"
+
+
 def findings_table(table: pd.DataFrame) -> str:
     """The findings as an HTML table, each row tinted by its measured verdict."""
     header = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
     rows = []
     for record in table.to_dict("records"):
-        cells = "".join(f"<td>{number(v)}</td>" for v in record.values())
+        cells = "".join(cell(column, value) for column, value in record.items())
         rows.append(f'<tr class="{html.escape(str(record.get("verdict", "")))}">{cells}</tr>')
     return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
 
@@ -86,7 +92,8 @@ Every run's config, status and final metrics: <a href="runs.csv">runs.csv</a>.</
 initialization, from a straight-line fit of log10 delta_rms against layer over the bulk layers (leaving out the
 first and last few), at the deepest depth swept (<b>depth</b>), geometric mean over seeds. <b>predicted</b>: the
 same fit of the mean-field profile, whose per-layer ratio is sqrt(chi) (Poole et al. 2016; Schoenholz et al.
-2017), averaged over the lengths of the data set's inputs.
+2017), for the layer sizes each run recorded, averaged over the lengths of its training inputs (also recorded);
+blank for a run recorded before these facts were.
 <b>verdict</b> (from measured) and <b>theory</b> (from predicted): vanishing when r &lt; {band} (the signal
 falls by more than 10x every 10 layers), exploding when r &gt; {STABLE_BAND:.2f}, stable in between.
 Accuracy: final test accuracy, mean over seeds, diverged runs counted out.</p>

@@ -1,67 +1,42 @@
 """Predict: gradlab.theory's mean-field prediction beside the measurements, and the findings table.
 
 Per-layer ratios run toward the input: r_l = delta_rms(l) / delta_rms(l+1), below 1 when the signal vanishes.
+The theory reads what each run recorded in its summary (layer_sizes, input_q0_quantiles); it never reloads data.
+A run without those facts (a record from before they were written) gets no prediction.
 """
 
 import functools
 import math
-import warnings
-from pathlib import Path
-from typing import NamedTuple
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-import torch
 
+from analysis.series import curve_keys, describe
 from gradlab import theory
 
 STABLE_BAND = 10**0.1  # |log10 r| < 0.1 per layer: less than a factor 10 over 10 layers
 MIN_BULK_LAYERS = 3
 
 
-INPUT_LENGTHS = 16  # quantiles of the per-example input length that the theory averages over
-
-
-class DataShape(NamedTuple):
-    n_in: int
-    n_out: int
-    q0s: tuple[float, ...]  # quantiles over training examples of mean_features x^2, each example's q^0
-
-
 @functools.cache
-def data_shape(dataset: str, loss: str | None) -> DataShape | None:
-    """Input and output sizes and q^0 of a data set, from its training split under ./data; None if not there."""
-    from gradlab.config import DatasetConfig
-    from gradlab.data import DATASETS
-    from gradlab.losses import LOSSES
-
-    options = DatasetConfig(name=dataset)
-    try:
-        split = DATASETS[dataset].load(Path("data"), options)
-    except Exception as error:  # a torchvision set not on disk, offline: no theory, the measurements stay
-        warnings.warn(f"no theory for dataset={dataset}: {error}", stacklevel=2)
+def predicted_profile(activation: str, init: str, init_gain: float, layer_sizes: tuple[int, ...] | None,
+                      q0s: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """log10 delta_rms(l) / delta_rms(depth), l = 1..depth, by mean-field theory; None without recorded facts."""
+    if layer_sizes is None or q0s is None:
         return None
-    n_out = LOSSES[loss or options.loss].out_dim(split.n_classes)
-    lengths = split.x_train.double().pow(2).mean(1)
-    q0s = torch.quantile(lengths, (torch.arange(INPUT_LENGTHS, dtype=torch.float64) + 0.5) / INPUT_LENGTHS)
-    return DataShape(split.x_train.shape[1], n_out, tuple(q0s.tolist()))
+    return tuple(theory.log10_delta_rms_profile(list(layer_sizes), activation, init, q0s, init_gain))
 
 
-@functools.cache
-def predicted_profile(activation: str, init: str, init_gain: float, width: int, depth: int, dataset: str,
-                      loss: str | None) -> tuple[float, ...] | None:
-    """log10 delta_rms(l) / delta_rms(depth), l = 1..depth, by mean-field theory; None without the data set."""
-    shape = data_shape(dataset, loss)
-    if shape is None:
-        return None
-    sizes = [shape.n_in, *[width] * (depth - 1), shape.n_out]
-    return tuple(theory.log10_delta_rms_profile(sizes, activation, init, shape.q0s, init_gain))
+def recorded(value: object) -> tuple | None:
+    """A recorded fact (a tuple), or None where the run has none (None, or NaN after a merge)."""
+    return value if isinstance(value, tuple) else None
 
 
 def architecture(run: pd.Series | tuple) -> tuple:
-    """The config values the theory depends on, as plain hashable values."""
-    loss = run.loss if isinstance(run.loss, str) else None
-    return run.activation, run.init, float(run.init_gain), int(run.width), int(run.depth), run.dataset, loss
+    """What the theory depends on, as plain hashable values: predicted_profile's arguments."""
+    return (run.activation, run.init, float(run.init_gain), recorded(run.layer_sizes),
+            recorded(run.input_q0_quantiles))
 
 
 def predicted_profiles(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
@@ -132,15 +107,17 @@ def accuracy_cell(group: pd.DataFrame) -> str:
     return text + (f" ({diverged}/{len(group)} diverged)" if diverged and len(kept) else "")
 
 
-def findings(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (activation, init, other swept values but depth): measured vs predicted r, verdicts, accuracy.
+def findings(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
+    """One row per (activation, init, other swept values but depth), each named in a column of its own
+    (dataset.kind, width, ...): measured vs predicted r, verdicts, and accuracy per depth.
 
     Needs runs.bulk_ratio (measured_bulk_ratios). The ratio is read at the deepest depth that has a bulk.
     """
+    apart = curve_keys(runs, config_keys)
     rows = []
-    for (activation, init, curve), group in runs.groupby(["activation", "init", "curve"], sort=False):
+    for (activation, init, _), group in runs.groupby(["activation", "init", "curve"], sort=False):
+        row = {"activation": activation, "init": init, **{key: describe(group[key].iloc[0]) for key in apart}}
         fitted = group[group.bulk_ratio.notna()]
-        row = {"activation": activation, "init": init, "other": curve}
         if len(fitted):
             deepest = fitted[fitted.depth == fitted.depth.max()]
             measured = float(10 ** np.log10(deepest.bulk_ratio).mean())
@@ -152,24 +129,25 @@ def findings(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     accuracy = [f"accuracy at depth {depth}" for depth in sorted(runs.depth.unique())]
     table = pd.DataFrame(rows)
-    table = table[[c for c in table.columns if c not in accuracy] + accuracy].fillna({c: "" for c in accuracy})
-    return table.drop(columns="other") if (table.other == "").all() else table
+    return table[[c for c in table.columns if c not in accuracy] + accuracy].fillna({c: "" for c in accuracy})
 
 
 def depth_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Theory's log10 delta_rms(1) / delta_rms(depth) for every depth from 2 to the deepest, per (activation,
-    init, curve): columns activation, init, curve, depth, log10_ratio."""
+    init, curve), from the input and output sizes and input lengths a run of the group recorded: columns
+    activation, init, curve, depth, log10_ratio."""
     frames = []
     for (activation, init, curve), group in runs.groupby(["activation", "init", "curve"], sort=False):
-        first = group.iloc[0]
-        _, _, init_gain, width, _, dataset, loss = architecture(first)
-        shape = data_shape(dataset, loss)
-        if shape is None:
+        known = [run for run in group.itertuples(index=False) if None not in architecture(run)]
+        if not known:
             continue
+        _, _, init_gain, layer_sizes, q0s = architecture(known[0])
         depths = list(range(2, max(int(group.depth.max()), 2) + 1))
-        by_depth = theory.log10_first_to_last_ratios(shape.n_in, width, shape.n_out, depths, activation, init,
-                                                     shape.q0s, init_gain)
+        by_depth = theory.log10_first_to_last_ratios(layer_sizes[0], int(known[0].width), layer_sizes[-1], depths,
+                                                     activation, init, q0s, init_gain)
         frames.append(pd.DataFrame({"activation": activation, "init": init, "curve": curve, "depth": depths,
                                     "log10_ratio": [by_depth[d] for d in depths]}))
-    columns = ["activation", "init", "curve", "depth", "log10_ratio"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    empty = {"activation": str, "init": str, "curve": str, "depth": int, "log10_ratio": float}  # typed: no theory
+    return pd.DataFrame(columns=list(empty)).astype(empty)  # must not turn figure 4's ratios into objects

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from analysis.catalog import FIGURES, Inputs  # noqa: E402
 from analysis.figures_init import ratio_rows  # noqa: E402
-from analysis.load import CONFIG_COLUMNS, load  # noqa: E402
+from analysis.load import FACT_COLUMNS, SUMMARY_COLUMNS, load  # noqa: E402
 from analysis.page import page  # noqa: E402
 from analysis.predict import (  # noqa: E402
     depth_curves,
@@ -35,9 +35,8 @@ from analysis.predict import (  # noqa: E402
 )
 from gradlab.sweeps import newest_sweep  # noqa: E402
 
-RUNS_CSV_COLUMNS = ["run", "job", "replica", *CONFIG_COLUMNS, "status", "steps", "diverged_at_step",
-                    "final_train_loss", "final_train_accuracy", "final_test_loss", "final_test_accuracy",
-                    "grad_norm_ratio", "delta_rms_ratio", "bulk_ratio", "predicted_bulk_ratio", "wall_seconds"]
+RATIO_COLUMNS = ["grad_norm_ratio", "delta_rms_ratio", "bulk_ratio", "predicted_bulk_ratio"]
+NOT_IN_CSV = ["input_q0_quantiles"]  # 16 numbers per run: the theory's input, in each summary.json
 DPI = 100
 
 
@@ -47,7 +46,14 @@ def analyse(sweeps: list[Path], progress: bool | None = None) -> tuple[Inputs, p
     runs = sweep.runs.assign(bulk_ratio=measured_bulk_ratios(sweep.runs, sweep.metrics))
     runs["predicted_bulk_ratio"] = [predicted_bulk_ratio(run) for run in runs.itertuples(index=False)]
     metrics = pd.concat([sweep.metrics, predicted_profiles(runs, sweep.metrics)], ignore_index=True)
-    return Inputs(runs, metrics, ratio_rows(runs, depth_curves(runs))), findings(runs), sweep.skipped
+    inputs = Inputs(runs, metrics, ratio_rows(runs, depth_curves(runs)), sweep.config_keys)
+    return inputs, findings(runs, sweep.config_keys), sweep.skipped
+
+
+def runs_csv_columns(config_keys: list[str]) -> list[str]:
+    """runs.csv: the run, one column per config key (dotted: dataset.kind), the summary, facts and ratios."""
+    facts = [c for c in FACT_COLUMNS if c not in NOT_IN_CSV]
+    return ["run", "job", "replica", *config_keys, *SUMMARY_COLUMNS, *facts, *RATIO_COLUMNS]
 
 
 def build(sweeps: list[Path], progress: bool | None = None) -> Path:
@@ -62,7 +68,7 @@ def build(sweeps: list[Path], progress: bool | None = None) -> Path:
         fig.suptitle(spec.title, fontsize="large", y=1 - 0.12 / fig.get_figheight(), va="top", wrap=True)
         fig.savefig(out / "figures" / f"{spec.name}.png", dpi=DPI)
         plt.close(fig)
-    inputs.runs[RUNS_CSV_COLUMNS].to_csv(out / "runs.csv", index=False)
+    inputs.runs[runs_csv_columns(inputs.config_keys)].to_csv(out / "runs.csv", index=False)
     html = page([str(s) for s in sweeps], inputs.runs, skipped, table,
                 [(spec.name, spec.title, spec.caption) for spec in FIGURES])
     (out / "index.html").write_text(html, encoding="utf-8")

@@ -18,9 +18,10 @@ from analysis.load import SkippedJob, load
 from analysis.predict import bulk_layers, findings, fitted_ratio, measured_bulk_ratios, predicted_profiles, verdict
 from conftest import REPO, run_cli
 
-REQUIRED_CSV_COLUMNS = {"depth", "width", "activation", "init", "lr", "seed", "dataset", "status", "steps",
-                        "final_train_loss", "final_test_loss", "final_train_accuracy", "final_test_accuracy",
-                        "grad_norm_ratio", "delta_rms_ratio"}  # fmt: skip
+REQUIRED_CSV_COLUMNS = {"depth", "width", "activation", "init", "lr", "seed", "replicas", "dataset.name",
+                        "dataset.kind", "status", "steps", "final_train_loss", "final_test_loss",
+                        "final_train_accuracy", "final_test_accuracy", "grad_norm_ratio", "delta_rms_ratio",
+                        "layer_sizes", "loss_in_force"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +119,7 @@ def test_verdict_bands(ratio, expected):
 def test_theory_profile_is_anchored_at_the_measured_last_layer_and_matches_relu(sweeps: Path):
     loaded = load([sweeps / "base"], progress=False)
     predicted = predicted_profiles(loaded.runs, loaded.metrics)
+    assert set(predicted.run) == set(loaded.runs.run)
     measured = loaded.metrics.query("step == 0 and name == 'delta_rms'")
     for run, rows in predicted.groupby("run"):
         depth = loaded.runs.set_index("run").depth[run]
@@ -125,7 +127,7 @@ def test_theory_profile_is_anchored_at_the_measured_last_layer_and_matches_relu(
         assert rows[rows.layer == depth].value.item() == pytest.approx(last, rel=1e-12)
         assert len(rows) == depth
     runs = loaded.runs.assign(bulk_ratio=measured_bulk_ratios(loaded.runs, loaded.metrics))
-    table = findings(runs)
+    table = findings(runs, loaded.config_keys)
     assert list(zip(table.activation, table.init, strict=True)) == [("tanh", "xavier_uniform"),
                                                                      ("relu", "xavier_uniform")]
     relu = table[table.activation == "relu"].iloc[0]

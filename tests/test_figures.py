@@ -109,11 +109,14 @@ def test_accuracy_heatmap_has_a_cell_per_swept_pair_and_names_diverged_cells(ax)
     runs = pd.DataFrame({"run": range(5), "activation": ["tanh", "tanh", "relu", "relu", "relu"],
                          "init": ["normal", "kaiming_normal", "normal", "kaiming_normal", "kaiming_normal"],
                          "depth": 10, "seed": [0, 0, 0, 0, 1], "final_test_accuracy": [0.5, 0.9, 0.1, 0.8, 0.6],
-                         "status": ["completed", "completed", "diverged", "completed", "completed"]})
-    for column in ("width", "init_gain", "lr", "momentum", "clip_grad_norm", "batch_size", "epochs", "dataset",
-                   "loss"):
+                         "status": ["completed", "completed", "diverged", "completed", "completed"],
+                         "device": ["cpu", "cuda", "cpu", "cuda", "cpu"]})  # bookkeeping: no axis of its own
+    constant = ["width", "init_gain", "lr", "momentum", "clip_grad_norm", "batch_size", "epochs", "dataset.name",
+                "dataset.kind", "loss"]
+    for column in constant:
         runs[column] = 1
-    figures_training.accuracy_heatmap(runs, ax)
+    config_keys = ["depth", "width", "activation", "init", "seed", "device", *constant]
+    figures_training.accuracy_heatmap(runs, ax, config_keys)
     texts = sorted(t.get_text() for t in ax.texts)
     assert texts == ["0.50", "0.70", "0.90", "diverged"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["tanh", "relu"]

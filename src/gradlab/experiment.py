@@ -59,7 +59,8 @@ def prepare(cfg: DictConfig) -> Setup:
     sizes = [split.x_train.shape[1], *[cfg.width] * (cfg.depth - 1), loss.out_dim(split.n_classes)]
     net = MLP(sizes, cfg.activation, cfg.init, seed=cfg.seed, replicas=cfg.replicas, init_gain=cfg.init_gain,
               device=cfg.device)
-    facts = {"layer_sizes": sizes, "loss": loss_name(cfg), "input_q0_quantiles": input_length_quantiles(split.x_train)}
+    facts = {"layer_sizes": sizes, "loss_in_force": loss_name(cfg),
+             "input_q0_quantiles": input_length_quantiles(split.x_train)}
     return Setup(net, loss, split, facts)
 
 
