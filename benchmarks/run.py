@@ -21,7 +21,8 @@ from torch import nn
 
 from gradlab.losses import LOSSES
 from gradlab.mlp import MLP
-from gradlab.train import gradients, make_optimizer, step_rows, update
+from gradlab.optim import SGD, apply
+from gradlab.train import gradients, step_rows, step_updates
 
 CE = LOSSES["cross_entropy"]
 REPO = Path(__file__).resolve().parents[1]
@@ -83,16 +84,17 @@ def training_steps(size: tuple[int, ...], log_every: int | None, replicas: int |
     """`steps` training steps, measuring every log_every-th (None: never); what train() does per step."""
     n_in, width, depth, batch_size, n_out = size
     net = MLP([n_in, *[width] * (depth - 1), n_out], activation="sigmoid", replicas=replicas or 1)
-    optimizer = make_optimizer(net, lr=1e-3, momentum=0.9)
+    optimizer = SGD(net.parameters(), lr=1e-3, momentum=0.9)
     x, y = batch(n_in, n_out, batch_size, replicas)
 
     def run():
         for step in range(steps):
             g = gradients(net, CE, x, y)
             bool(torch.isfinite(g.batch_loss + g.norm).all())  # the divergence check every step makes
+            updates = step_updates(optimizer, g, None)
             if log_every and step % log_every == 0:
-                step_rows(net, CE, g, y, 1e-3).per_replica()
-            update(optimizer, g, None)
+                step_rows(net, CE, g, y, updates).per_replica()
+            apply(optimizer, updates)
 
     return run
 

@@ -9,12 +9,12 @@ from gradlab.activations import ACTIVATIONS
 from gradlab.inits import INITS
 from gradlab.losses import LOSSES
 from gradlab.mlp import MLP
-from gradlab.optim import SGD, clip_by_global_norm, global_norm, gradient_norms
+from gradlab.optim import SGD, apply, clip_by_global_norm, global_norm, tensor_norms
 from gradlab.stats import LAYER_METRICS, layer_stats
 
 DEPTHS = [1, 2, 3, 4, 5]
 TOLERANCE = 1e-10
-ACT_METRICS = {"act_mean", "act_std", "saturation"}
+ACT_METRICS = {"act_mean", "act_std", "avg_sq_mean", "avg_var", "saturation"}
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -79,8 +79,9 @@ def test_mlp_backward_matches_autograd(activation, init, loss_name, depth):
     net, x, y = make_case(activation, init, loss_name, depth)
     expected_grads, _, _ = autograd_reference(net, x, y, loss_name)
     grads = manual_backward(net, x, y, loss_name)
-    assert len(grads) == depth
-    for layer, ((dW, db), (ref_dW, ref_db)) in enumerate(zip(grads, expected_grads, strict=True), start=1):
+    assert len(grads) == 2 * depth == len(net.parameters())  # each W^l, then each b^l
+    pairs = list(zip(grads[:depth], grads[depth:], strict=True))
+    for layer, ((dW, db), (ref_dW, ref_db)) in enumerate(zip(pairs, expected_grads, strict=True), start=1):
         assert ref_dW.norm() > 0 or activation == "relu", "degenerate case: no gradient reaches W"
         assert rel_err(dW, ref_dW) < TOLERANCE, f"dW^{layer}"
         assert rel_err(db, ref_db) < TOLERANCE, f"db^{layer}"
@@ -118,6 +119,12 @@ def per_example_delta_rms(net: MLP, x: torch.Tensor, y: torch.Tensor, loss_name:
     return (squares / len(x)).sqrt().tolist()
 
 
+def measure(net: MLP, grads: list[torch.Tensor], lr: float):
+    """layer_stats for a first momentum-free SGD step of size lr."""
+    updates = SGD(net.parameters(), lr).updates(grads)
+    return layer_stats(net, tensor_norms(grads, net.batched), tensor_norms(updates[: net.depth], net.batched))
+
+
 def rows_by_key(measured) -> dict[tuple[int, str], float]:
     rows = measured.rows()
     table = {(layer, name): value for layer, name, value in rows}
@@ -130,7 +137,7 @@ def rows_by_key(measured) -> dict[tuple[int, str], float]:
 def test_delta_rms_is_the_per_example_rms_of_dloss_dz(activation, loss_name):
     net, x, y = make_case(activation, "kaiming_normal", loss_name, depth=4, batch=7)
     expected = per_example_delta_rms(net, x, y, loss_name)
-    table = rows_by_key(layer_stats(net, manual_backward(net, x, y, loss_name), lr=0.1))
+    table = rows_by_key(measure(net, manual_backward(net, x, y, loss_name), lr=0.1))
     for layer in range(1, net.depth + 1):
         assert table[(layer, "delta_rms")] == pytest.approx(expected[layer - 1], rel=TOLERANCE)
 
@@ -141,8 +148,8 @@ def test_layer_stats_rows_match_direct_computation(activation, depth):
     net, x, y = make_case(activation, "xavier_uniform", "cross_entropy", depth)
     ref_grads, _, hiddens = autograd_reference(net, x, y, "cross_entropy")
     lr = 0.3
-    table = rows_by_key(layer_stats(net, manual_backward(net, x, y, "cross_entropy"), lr))
-    grad_metrics = set(LAYER_METRICS) - ACT_METRICS
+    table = rows_by_key(measure(net, manual_backward(net, x, y, "cross_entropy"), lr))
+    grad_metrics = set(LAYER_METRICS) - ACT_METRICS - {"norm_weight_grad_norm", "branch_avg_var"}
     expected_keys = {(layer, name) for layer in range(1, depth + 1) for name in grad_metrics}
     expected_keys |= {(layer, name) for layer in range(1, depth) for name in ACT_METRICS}
     assert set(table) == expected_keys
@@ -152,13 +159,16 @@ def test_layer_stats_rows_match_direct_computation(activation, depth):
         assert table[(layer, "weight_norm")] == pytest.approx(w.norm().item(), rel=TOLERANCE)
         # The update ratio is the relative size of the SGD step this lr actually takes.
         stepped = w.clone()
-        SGD([stepped], lr).step([ref_dW])
+        optimizer = SGD([stepped], lr)
+        apply(optimizer, optimizer.updates([ref_dW]))
         step_ratio = ((w - stepped).norm() / w.norm()).item()
         assert table[(layer, "update_ratio")] == pytest.approx(step_ratio, rel=1e-8)
     for layer, h in enumerate(hiddens, start=1):
-        z = net.preacts[layer - 1]
+        z = net.caches[layer - 1].z
         assert table[(layer, "act_mean")] == pytest.approx(h.mean().item(), rel=TOLERANCE, abs=1e-15)
         assert table[(layer, "act_std")] == pytest.approx(h.std(correction=0).item(), rel=TOLERANCE)
+        assert table[(layer, "avg_sq_mean")] == pytest.approx(h.mean(0).pow(2).mean().item(), rel=TOLERANCE)
+        assert table[(layer, "avg_var")] == pytest.approx(h.var(0, correction=0).mean().item(), rel=TOLERANCE)
         saturated = sum(bool(net.activation.saturated(v)) for v in z.flatten())
         assert table[(layer, "saturation")] == pytest.approx(saturated / z.numel(), rel=TOLERANCE)
 
@@ -179,7 +189,7 @@ def test_sgd_matches_torch_sgd_over_three_steps(lr, momentum):
     reference = torch.optim.SGD(torch_params, lr=lr, momentum=momentum)
     for step in range(3):
         grads = random_tensors(SHAPES, seed=100 + step)
-        ours.step(grads)
+        apply(ours, ours.updates(grads))
         for p, g in zip(torch_params, grads, strict=True):
             p.grad = g.clone()
         reference.step()
@@ -189,33 +199,30 @@ def test_sgd_matches_torch_sgd_over_three_steps(lr, momentum):
 
 def test_sgd_updates_the_mlp_parameters_in_place():
     net = MLP([3, 4, 2], dtype=torch.float64)
-    params = [p for pair in zip(net.weights, net.biases, strict=True) for p in pair]
-    before = [p.clone() for p in params]
-    SGD(params, lr=0.1, momentum=0.9).step([torch.ones_like(p) for p in params])
-    for p, old in zip(net.weights + net.biases, before[0::2] + before[1::2], strict=True):
+    before = [p.clone() for p in net.parameters()]
+    optimizer = SGD(net.parameters(), lr=0.1, momentum=0.9)
+    apply(optimizer, optimizer.updates([torch.ones_like(p) for p in net.parameters()]))
+    for p, old in zip(net.weights + net.biases, before, strict=True):
         torch.testing.assert_close(p, old - 0.1, rtol=0, atol=1e-15)
 
 
 def test_global_norm_is_the_norm_of_all_gradients():
     tensors = random_tensors(SHAPES, seed=1)
-    grads = [(tensors[0], tensors[1]), (tensors[2], tensors[3])]
     expected = torch.linalg.vector_norm(torch.cat([t.flatten() for t in tensors]))
-    assert global_norm(gradient_norms(grads, batched=False)).item() == pytest.approx(expected.item(), rel=1e-14)
+    assert global_norm(tensor_norms(tensors, batched=False)).item() == pytest.approx(expected.item(), rel=1e-14)
 
 
 @pytest.mark.parametrize("max_norm", [0.1, 1.0, 1e3])  # 1e3 is above the norm: no clipping
 def test_clip_by_global_norm_matches_torch(max_norm):
     tensors = random_tensors(SHAPES, seed=2)
-    grads = [(tensors[0], tensors[1]), (tensors[2], tensors[3])]
     params = [torch.zeros_like(t, requires_grad=True) for t in tensors]
     for p, t in zip(params, tensors, strict=True):
         p.grad = t.clone()
     total = torch.nn.utils.clip_grad_norm_(params, max_norm)
-    norm = global_norm(gradient_norms(grads, batched=False))
+    norm = global_norm(tensor_norms(tensors, batched=False))
     torch.testing.assert_close(norm, total, rtol=1e-14, atol=0)
-    clipped_pairs = clip_by_global_norm(grads, max_norm, norm)
-    clipped = [g for pair in clipped_pairs for g in pair]
+    clipped = clip_by_global_norm(tensors, max_norm, norm)
     for g, p in zip(clipped, params, strict=True):
         torch.testing.assert_close(g, p.grad, rtol=1e-14, atol=0)
     if max_norm < norm:
-        assert global_norm(gradient_norms(clipped_pairs, batched=False)).item() == pytest.approx(max_norm)
+        assert global_norm(tensor_norms(clipped, batched=False)).item() == pytest.approx(max_norm)

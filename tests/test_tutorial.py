@@ -20,7 +20,8 @@ def backward_error_against_autograd(net: MLP, x: torch.Tensor, y: torch.Tensor) 
         z = h @ w + b
         h = ACTIVATIONS[net.activation_name].fn(z) if l < net.depth else z
     CE.value(h, y).mean().backward()
-    return max(float((dW - w.grad).norm() / w.grad.norm()) for (dW, _), w in zip(grads, weights, strict=True))
+    d_weights = grads[: net.depth]  # parameters() order: each W^l first
+    return max(float((dW - w.grad).norm() / w.grad.norm()) for dW, w in zip(d_weights, weights, strict=True))
 
 
 def tutorial_tanh_slip(z: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ def test_network_output_is_unsquashed_logits():
     net = MLP([4, 8, 10], activation="sigmoid", init="normal", seed=1)
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(2))
     logits = net.forward(x)
-    last_hidden = net.inputs[-1]
+    last_hidden = net.hidden[-1]
     assert torch.equal(logits, last_hidden @ net.weights[-1] + net.biases[-1])
     assert logits.min() < 0 or logits.max() > 1
 

@@ -9,8 +9,10 @@ from omegaconf import DictConfig
 from gradlab.activations import ACTIVATIONS
 from gradlab.data import DATASETS, TOY_KINDS
 from gradlab.inits import INITS
+from gradlab.layers import NORM_CHOICES
 from gradlab.losses import LOSSES
-from gradlab.train import TrainSettings
+from gradlab.mlp import ARCHS
+from gradlab.train import OPTIMIZERS, TrainSettings
 
 LOGGER_MODES = ("offline", "online", "disabled")
 DEVICES = ("cpu", "cuda")
@@ -27,6 +29,14 @@ class DatasetConfig:
 
 
 @dataclass
+class OptimizerConfig:
+    name: str = "sgd"  # sgd | adam
+    beta1: float = 0.9  # adam
+    beta2: float = 0.999  # adam
+    eps: float = 1e-8  # adam
+
+
+@dataclass
 class LoggerConfig:
     mode: str = "offline"  # offline | online | disabled; the WANDB_MODE environment variable wins
     project: str = "gradlab"
@@ -40,6 +50,9 @@ class Config:
     activation: str = "sigmoid"
     init: str = "xavier_uniform"
     init_gain: float = 1.0
+    arch: str = "plain"  # plain | residual
+    residual_scale: float = 1.0  # alpha: h^l = h^{l-1} + alpha z^l
+    norm: str = "none"  # none | layernorm | batchnorm
     lr: float = 0.1
     momentum: float = 0.9
     epochs: int = 10
@@ -53,6 +66,7 @@ class Config:
     data_dir: str = "data"
     skip_completed: bool = False  # re-running a sweep: skip jobs whose record says completed
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
@@ -82,8 +96,10 @@ def loss_name(cfg: DictConfig | Config) -> str:
 
 def train_settings(cfg: DictConfig | Config) -> TrainSettings:
     """The training loop's settings from a (validated) config."""
+    opt = cfg.optimizer
     return TrainSettings(lr=cfg.lr, momentum=cfg.momentum, clip_grad_norm=cfg.clip_grad_norm, epochs=cfg.epochs,
-                         batch_size=cfg.batch_size, log_every=cfg.log_every)
+                         batch_size=cfg.batch_size, log_every=cfg.log_every, optimizer=opt.name, beta1=opt.beta1,
+                         beta2=opt.beta2, eps=opt.eps)
 
 
 def validate_dataset(options: DatasetConfig | DictConfig) -> None:
@@ -103,6 +119,26 @@ def validate_dataset(options: DatasetConfig | DictConfig) -> None:
         )
 
 
+def validate_architecture(cfg: DictConfig | Config) -> None:
+    _one_of("arch", cfg.arch, ARCHS)
+    _one_of("norm", cfg.norm, NORM_CHOICES)
+    _at_least("residual_scale", cfg.residual_scale, 0, strict=True)
+    if cfg.arch == "residual" and cfg.depth < 2:
+        raise ConfigError(f"arch='residual' with depth={cfg.depth} is not allowed: a residual net needs an input "
+                          "layer and a readout; expected depth >= 2")
+    if cfg.norm == "batchnorm" and cfg.batch_size < 2:
+        raise ConfigError(f"norm='batchnorm' with batch_size={cfg.batch_size} is not allowed: a batch of one has no "
+                          "variance; expected batch_size >= 2")
+
+
+def validate_optimizer(opt: OptimizerConfig | DictConfig) -> None:
+    _one_of("optimizer.name", opt.name, list(OPTIMIZERS))
+    for key in ("beta1", "beta2"):
+        if not 0 <= getattr(opt, key) < 1:
+            raise ConfigError(f"optimizer.{key}={getattr(opt, key)!r} is not allowed; expected a number in [0, 1)")
+    _at_least("optimizer.eps", opt.eps, 0, strict=True)
+
+
 def validate(cfg: DictConfig | Config) -> None:
     """Raise ConfigError for the first bad value; checks every rule of the config in one place."""
     _at_least("depth", cfg.depth, 1)
@@ -117,6 +153,8 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError(f"momentum={cfg.momentum!r} is not allowed; expected a number in [0, 1)")
     if cfg.clip_grad_norm is not None:
         _at_least("clip_grad_norm", cfg.clip_grad_norm, 0, strict=True)
+    validate_architecture(cfg)
+    validate_optimizer(cfg.optimizer)
     _one_of("activation", cfg.activation, list(ACTIVATIONS))
     _one_of("init", cfg.init, list(INITS))
     validate_dataset(cfg.dataset)

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from gradlab.config import loss_name, train_settings, validate
+from gradlab.config import ConfigError, loss_name, train_settings, validate
 from gradlab.data import DATASETS, Split, input_length_quantiles
 from gradlab.losses import LOSSES, Loss
 from gradlab.measurement import Measurement
@@ -57,8 +57,11 @@ def prepare(cfg: DictConfig) -> Setup:
     split = Split(*(t.to(cfg.device) for t in split[:4]), split.n_classes)
     loss = LOSSES[loss_name(cfg)]
     sizes = [split.x_train.shape[1], *[cfg.width] * (cfg.depth - 1), loss.out_dim(split.n_classes)]
+    if cfg.norm == "batchnorm" and len(split.x_train) % cfg.batch_size == 1:
+        raise ConfigError(f"norm='batchnorm' with batch_size={cfg.batch_size} leaves a last mini-batch of one of the "
+                          f"{len(split.x_train)} training examples, which has no variance; choose another batch_size")
     net = MLP(sizes, cfg.activation, cfg.init, seed=cfg.seed, replicas=cfg.replicas, init_gain=cfg.init_gain,
-              device=cfg.device)
+              device=cfg.device, arch=cfg.arch, residual_scale=cfg.residual_scale, norm=cfg.norm)
     facts = {"layer_sizes": sizes, "loss_in_force": loss_name(cfg),
              "input_q0_quantiles": input_length_quantiles(split.x_train)}
     return Setup(net, loss, split, facts)

@@ -1,29 +1,37 @@
-"""A multi-layer perceptron whose backward pass is written by hand.
+"""A multi-layer perceptron whose backward pass is written by hand: plain or residual, with or without norms.
 
-Layer l (1..depth, 1 nearest the input) computes z^l = h^{l-1} @ W^l + b^l, then
-h^l = phi(z^l) for hidden layers; the last layer's z is the logits (no activation).
+Layer l = 1..depth (1 nearest the input) has W^l, b^l; a hidden layer may have a norm n^l with gamma^l, beta^l.
 
-With `replicas=R`, R independently initialized copies train as one batched computation:
-every weight gains a leading replica dimension, (R, fan_in, fan_out), and inputs are (R, B, n)
-(or (B, n), shared by all replicas). The same code serves both: matmul broadcasts over it.
+- plain:    z^l = h^{l-1} W^l + b^l;  h^l = phi(u^l), u^l = n^l(z^l) (u^l = z^l without a norm), l < depth.
+- residual: h^1 = z^1 = x W^1 + b^1;  z^l = phi(n^l(h^{l-1})) W^l + b^l and h^l = h^{l-1} + alpha z^l for
+  l = 2..depth-1;  logits = z^depth = phi(n^depth(h^{depth-1})) W^depth + b^depth (Yang & Schoenholz 2017).
+
+With `replicas=R > 1`, R independently initialized copies train as one batched computation: every tensor
+gains a leading replica dimension, (R, fan_in, fan_out), and inputs are (R, B, n) (or (B, n), shared).
 """
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from gradlab.activations import get_activation
 from gradlab.inits import get_init
+from gradlab.layers import (
+    NORM_CHOICES,
+    NORMS,
+    AffineCache,
+    NormCache,
+    affine_backward,
+    affine_forward,
+    normalize_backward,
+    normalize_forward,
+    normalize_running,
+    update_running,
+)
 
-
-def affine(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    """h @ w + b, as one fused kernel where the shapes allow (addmm, baddbmm)."""
-    if h.dim() == w.dim() == 2:
-        return torch.addmm(b, h, w)
-    if h.dim() == w.dim() == 3:
-        return torch.baddbmm(b.unsqueeze(-2), h, w)
-    return torch.matmul(h, w) + b.unsqueeze(-2)  # shared inputs (B, n) against replica weights
+ARCHS = ("plain", "residual")
 
 
 def replica_generators(seed: int, replicas: int) -> list[torch.Generator]:
@@ -31,12 +39,19 @@ def replica_generators(seed: int, replicas: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(seed + r) for r in range(replicas)]
 
 
-class MLP:
-    """weights[l-1] is W^l, shaped (fan_in, fan_out); biases[l-1] is b^l, shaped (fan_out,).
+class LayerCache(NamedTuple):
+    affine: AffineCache
+    z: Tensor  # the layer's affine output z^l
+    norm: NormCache | None  # None where the layer has no norm
+    u: Tensor | None  # phi's argument at this layer (None where phi is not applied)
 
-    Replica r draws its weights from generators[r], seeded seed + r; with replicas=R > 1 the network
-    is batched: weights (R, fan_in, fan_out), biases (R, fan_out). The generators go on to draw each
-    replica's data order (train), so one seed fixes a replica's whole run.
+
+class MLP:
+    """weights[l-1] is W^l, (fan_in, fan_out); biases[l-1] is b^l, (fan_out,); norm_weights[l-1] and
+    norm_biases[l-1] are gamma^l and beta^l of layer l's norm, (width,), or None where layer l has none:
+    in a plain net the norm of z^l (l = 1..depth-1), in a residual net n^l at the input of l's branch
+    (l = 2..depth). Replica r draws from generators[r], seeded seed + r; with replicas > 1 every tensor
+    has a leading replica dimension. The generators go on to draw each replica's data order (train).
     """
 
     def __init__(
@@ -49,69 +64,137 @@ class MLP:
         init_gain: float = 1.0,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
+        arch: str = "plain",
+        residual_scale: float = 1.0,
+        norm: str = "none",
     ) -> None:
-        if len(sizes) < 2:
-            raise ValueError(f"sizes needs at least an input and an output size, got {list(sizes)}")
-        if replicas < 1:
-            raise ValueError(f"replicas must be >= 1, got {replicas}")
-        self.replicas = replicas
+        check_architecture(sizes, replicas, arch, norm)
+        self.replicas, self.arch, self.residual_scale, self.norm_name = replicas, arch, residual_scale, norm
         self.generators = replica_generators(seed, replicas)
         self.sizes = list(sizes)
         self.activation_name = activation
         self.activation = get_activation(activation)
         sample = get_init(init).sample
+        lead = (replicas,) if self.batched else ()
         self.weights, self.biases = [], []
         for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
             w = torch.stack([init_gain * sample(fan_in, fan_out, gen, dtype) for gen in self.generators])
             self.weights.append((w if self.batched else w[0]).to(device))
-            bias_shape = (replicas, fan_out) if self.batched else (fan_out,)
-            self.biases.append(torch.zeros(bias_shape, dtype=dtype, device=device))
-        self.inputs: list[Tensor] = []  # h^{l-1} for each layer: what dW^l needs
-        self.preacts: list[Tensor] = []  # z^l for each layer: what phi'(z^l) needs
+            self.biases.append(torch.zeros((*lead, fan_out), dtype=dtype, device=device))
+        normed = norm_layers(self.depth, arch) if norm != "none" else []
+        units = {l: self.sizes[l] if arch == "plain" else self.sizes[l - 1] for l in normed}  # z^l's or h^{l-1}'s
+        self.norm_weights = [torch.ones((*lead, units[l]), dtype=dtype, device=device) if l in units else None
+                             for l in range(1, self.depth + 1)]
+        self.norm_biases = [torch.zeros_like(g) if g is not None else None for g in self.norm_weights]
+        tracked = NORMS[norm].running if norm != "none" else False
+        self.running_means = [torch.zeros_like(g) if g is not None and tracked else None for g in self.norm_weights]
+        self.running_vars = [torch.ones_like(g) if g is not None and tracked else None for g in self.norm_weights]
+        self.caches: list[LayerCache] = []
+        self.hidden: list[Tensor] = []  # h^l for l = 1..depth-1: each hidden layer's output (the stream)
         self.deltas: list[Tensor] = []  # dL/dz^l for each layer, set by backward
+
+    @property
+    def depth(self) -> int:
+        return len(self.weights)
 
     @property
     def batched(self) -> bool:
         """Whether every tensor carries a leading replica dimension (replicas > 1)."""
         return self.replicas > 1
 
-    @property
-    def depth(self) -> int:
-        return len(self.weights)
+    def parameters(self) -> list[Tensor]:
+        """Every trainable tensor: each W^l, then each b^l, then gamma and beta of each norm (by layer)."""
+        gammas = [g for g in self.norm_weights if g is not None]
+        betas = [b for b in self.norm_biases if b is not None]
+        return [*self.weights, *self.biases, *gammas, *betas]
+
+    def normalize(self, l: int, z: Tensor, training: bool) -> tuple[Tensor, NormCache | None]:
+        """Layer l's norm on z (the identity where l has none); training mode keeps a cache and the running stats."""
+        gamma, beta = self.norm_weights[l - 1], self.norm_biases[l - 1]
+        if gamma is None:
+            return z, None
+        norm = NORMS[self.norm_name]
+        if norm.running and not training:
+            return normalize_running(z, gamma, beta, self.running_means[l - 1], self.running_vars[l - 1]), None
+        if norm.running:
+            update_running(self.running_means[l - 1], self.running_vars[l - 1], z)
+        return normalize_forward(z, gamma, beta, norm.dim)
+
+    def layer_forward(self, l: int, h: Tensor, training: bool) -> tuple[Tensor, LayerCache]:
+        """Layer l from its input h (x, or h^{l-1}): its output (h^l, or the logits) and its cache."""
+        w, b, phi, last = self.weights[l - 1], self.biases[l - 1], self.activation.fn, l == self.depth
+        if self.arch == "plain":
+            z, affine = affine_forward(h, w, b)
+            if last:
+                return z, LayerCache(affine, z, None, None)
+            u, norm = self.normalize(l, z, training)
+            return phi(u), LayerCache(affine, z, norm, u)
+        if l == 1:
+            z, affine = affine_forward(h, w, b)
+            return z, LayerCache(affine, z, None, None)
+        u, norm = self.normalize(l, h, training)
+        z, affine = affine_forward(phi(u), w, b)
+        return (z if last else h + self.residual_scale * z), LayerCache(affine, z, norm, u)
 
     def infer(self, x: Tensor) -> Tensor:
-        """Logits for x, (B, fan_out) or (R, B, fan_out), keeping nothing for backward."""
+        """Logits for x, (B, fan_out) or (R, B, fan_out), in evaluation mode (batch norm's running statistics)."""
         h = x
-        for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True), start=1):
-            z = affine(h, w, b)
-            h = self.activation.fn(z) if l < self.depth else z
+        for l in range(1, self.depth + 1):
+            h, _ = self.layer_forward(l, h, training=False)
         return h
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits for x; keeps each layer's input and pre-activation for backward."""
-        self.inputs, self.preacts = [], []
+        """Logits for x in training mode (batch statistics); keeps what backward needs."""
+        self.caches, self.hidden = [], []
         h = x  # (B, sizes[0]) or (R, B, sizes[0])
-        for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True), start=1):
-            z = affine(h, w, b)  # (..., B, fan_out)
-            self.inputs.append(h)
-            self.preacts.append(z)
-            h = self.activation.fn(z) if l < self.depth else z
+        for l in range(1, self.depth + 1):
+            h, cache = self.layer_forward(l, h, training=True)
+            self.caches.append(cache)
+            if l < self.depth:
+                self.hidden.append(h)
         return h
 
-    def backward(self, dlogits: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """[(dW^l, db^l) for l = 1..depth] from dlogits = dL/dlogits, (..., B, sizes[-1])."""
-        if not self.preacts:
+    def backward(self, dlogits: Tensor) -> list[Tensor]:
+        """The gradient of every tensor of parameters(), in its order, from dlogits = dL/dlogits, (..., B, n_out)."""
+        if not self.caches:
             raise RuntimeError("backward() needs a forward() first")
-        grads: list[tuple[Tensor, Tensor]] = []
-        deltas: list[Tensor] = []
-        dz = dlogits  # (..., B, fan_out) of the last layer
+        d_weights, d_biases = [None] * self.depth, [None] * self.depth
+        d_gammas, d_betas = [None] * self.depth, [None] * self.depth
+        self.deltas = [None] * self.depth
+        dz, stream = dlogits, None  # stream: dL/dh^l of the residual stream
         for l in range(self.depth, 0, -1):
-            deltas.append(dz)
-            dW = torch.matmul(self.inputs[l - 1].mT, dz)  # (..., fan_in, fan_out)
-            db = dz.sum(-2)  # (..., fan_out)
-            grads.append((dW, db))
-            if l > 1:
-                dh = torch.matmul(dz, self.weights[l - 1].mT)  # (..., B, fan_in) = dL/dh^{l-1}
-                dz = dh * self.activation.grad(self.preacts[l - 2])  # dL/dz^{l-1}
-        self.deltas = deltas[::-1]
-        return grads[::-1]
+            cache = self.caches[l - 1]
+            self.deltas[l - 1] = dz
+            dh, d_weights[l - 1], d_biases[l - 1] = affine_backward(dz, cache.affine, input_grad=l > 1)
+            if l == 1:
+                break
+            below = self.caches[l - 2] if self.arch == "plain" else cache  # whose phi and norm dh goes back through
+            du = dh * self.activation.grad(below.u)
+            dz_norm, gamma_layer = du, l - 1 if self.arch == "plain" else l
+            if below.norm is not None:
+                dz_norm, d_gammas[gamma_layer - 1], d_betas[gamma_layer - 1] = normalize_backward(du, below.norm)
+            if self.arch == "plain":
+                dz = dz_norm
+            else:
+                stream = dz_norm if stream is None else stream + dz_norm  # dL/dh^{l-1}
+                dz = stream if l == 2 else self.residual_scale * stream
+        present = [l for l in range(self.depth) if self.norm_weights[l] is not None]
+        return [*d_weights, *d_biases, *[d_gammas[l] for l in present], *[d_betas[l] for l in present]]
+
+
+def norm_layers(depth: int, arch: str) -> list[int]:
+    """The layers that own a norm: plain 1..depth-1 (on z^l), residual 2..depth (on h^{l-1})."""
+    return list(range(1, depth)) if arch == "plain" else list(range(2, depth + 1))
+
+
+def check_architecture(sizes: Sequence[int], replicas: int, arch: str, norm: str) -> None:
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs at least an input and an output size, got {list(sizes)}")
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    if arch not in ARCHS:
+        raise ValueError(f"Unknown arch {arch!r}. Expect one of {ARCHS}")
+    if norm not in NORM_CHOICES:
+        raise ValueError(f"Unknown norm {norm!r}. Expect one of {NORM_CHOICES}")
+    if arch == "residual" and (len(sizes) < 3 or len(set(sizes[1:-1])) > 1):
+        raise ValueError(f"arch='residual' needs depth >= 2 and hidden layers of one width, got sizes {list(sizes)}")

@@ -1,8 +1,12 @@
-"""SGD with optional momentum and optional global-norm gradient clipping, by hand.
+"""Optimizers by hand (SGD with momentum, Adam) and global-norm gradient clipping, over flat tensor lists.
 
-The updates use torch's multi-tensor `_foreach` kernels (as torch.optim.SGD does): one call for
-all parameters instead of one per tensor, which is most of a small network's step time.
+An optimizer's `updates(grads)` returns the step it will add to each parameter (and advances its state);
+`apply` adds them. Keeping the two apart lets the training loop measure the step it actually takes.
+The arithmetic uses torch's multi-tensor `_foreach` kernels, as torch.optim does: one call for all
+parameters instead of one per tensor, which is most of a small network's step time.
 """
+
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -14,37 +18,71 @@ def tensor_norms(tensors: list[Tensor], batched: bool) -> Tensor:
     return torch.stack(torch._foreach_norm(parts)).reshape(len(tensors), -1 if batched else 1).squeeze(-1)
 
 
-def gradient_norms(grads: list[tuple[Tensor, Tensor]], batched: bool) -> Tensor:
-    """||dW^l|| for each layer, then ||db^l||: (2 * depth,), or (2 * depth, R) batched over replicas."""
-    return tensor_norms([dW for dW, _ in grads] + [db for _, db in grads], batched)
-
-
 def global_norm(grad_norms: Tensor) -> Tensor:
-    """sqrt(sum over layers of ||dW||^2 + ||db||^2) from gradient_norms(...): 0-d, or (R,) batched."""
+    """sqrt(sum of every tensor's squared norm) from tensor_norms(grads, ...): 0-d, or (R,) batched."""
     return torch.linalg.vector_norm(grad_norms, dim=0)
 
 
-def clip_by_global_norm(
-    grads: list[tuple[Tensor, Tensor]], max_norm: float, norm: Tensor
-) -> list[tuple[Tensor, Tensor]]:
+def per_replica(scale: Tensor, t: Tensor) -> Tensor:
+    """A 0-d or (R,) scale shaped to broadcast against t, () or (R, ...)."""
+    return scale.reshape(*scale.shape, *[1] * (t.dim() - scale.dim()))
+
+
+def clip_by_global_norm(grads: list[Tensor], max_norm: float, norm: Tensor) -> list[Tensor]:
     """Scale all gradients by min(1, max_norm / norm), as torch.nn.utils.clip_grad_norm_ does."""
     scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)  # 0-d, or (R,): one scale per replica
-    return [(dW * scale[..., None, None], db * scale[..., None]) for dW, db in grads]
+    return [g * per_replica(scale, g) for g in grads]
+
+
+class Optimizer(Protocol):
+    params: list[Tensor]
+    state: list[Tensor]  # every tensor of per-parameter state, shaped like the parameters
+
+    def updates(self, grads: list[Tensor]) -> list[Tensor]: ...
+
+
+def apply(optimizer: Optimizer, updates: list[Tensor]) -> None:
+    """p <- p + update for every parameter, in place."""
+    torch._foreach_add_(optimizer.params, updates)
 
 
 class SGD:
-    """p <- p - lr * v, v <- momentum * v + g (PyTorch's convention; v = g when momentum = 0)."""
+    """update = -lr * v, v <- momentum * v + g (PyTorch's convention; v = g when momentum = 0)."""
 
     def __init__(self, params: list[Tensor], lr: float, momentum: float = 0.0) -> None:
-        self.params = params
-        self.lr = lr
-        self.momentum = momentum
-        self.velocity = [torch.zeros_like(p) for p in params] if momentum else []
+        self.params, self.lr, self.momentum = params, lr, momentum
+        self.state = [torch.zeros_like(p) for p in params] if momentum else []  # the velocity
 
-    def step(self, grads: list[Tensor]) -> None:
-        """Update the parameters in place."""
+    def updates(self, grads: list[Tensor]) -> list[Tensor]:
         if self.momentum:
-            torch._foreach_mul_(self.velocity, self.momentum)
-            torch._foreach_add_(self.velocity, grads)
-            grads = self.velocity
-        torch._foreach_add_(self.params, grads, alpha=-self.lr)
+            torch._foreach_mul_(self.state, self.momentum)
+            torch._foreach_add_(self.state, grads)
+            grads = self.state
+        return torch._foreach_mul(grads, -self.lr)
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) in torch's convention: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
+    update = -lr m_hat / (sqrt(v_hat) + eps), with m_hat = m / (1 - b1^t) and v_hat = v / (1 - b2^t)."""
+
+    def __init__(self, params: list[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.state = [*self.m, *self.v]
+        self.t = 0
+
+    def updates(self, grads: list[Tensor]) -> list[Tensor]:
+        beta1, beta2 = self.betas
+        self.t += 1
+        torch._foreach_lerp_(self.m, grads, 1 - beta1)
+        torch._foreach_mul_(self.v, beta2)
+        torch._foreach_addcmul_(self.v, grads, grads, value=1 - beta2)
+        correction1, correction2 = 1 - beta1**self.t, 1 - beta2**self.t
+        denominators = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denominators, correction2**0.5)
+        torch._foreach_add_(denominators, self.eps)
+        steps = torch._foreach_div(self.m, denominators)
+        torch._foreach_mul_(steps, -self.lr / correction1)
+        return steps

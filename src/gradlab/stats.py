@@ -1,4 +1,4 @@
-"""Per-layer gradient and activation statistics, returned as data: a Block of (layer, name) rows.
+"""Per-layer gradient, activation and signal-propagation statistics, returned as data: a Block of rows.
 
 Every statistic of every layer comes out of a handful of whole-network kernels (one multi-tensor
 norm, a few passes over the stacked activations), so measuring at each step stays cheap.
@@ -11,59 +11,87 @@ from torch import Tensor
 
 from gradlab.measurement import Block, concat
 from gradlab.mlp import MLP
-from gradlab.optim import gradient_norms, tensor_norms
+from gradlab.optim import tensor_norms
 
 LAYER_METRICS = (
     "grad_norm",
     "bias_grad_norm",
+    "norm_weight_grad_norm",
     "delta_rms",
     "weight_norm",
     "update_ratio",
     "act_mean",
     "act_std",
+    "avg_sq_mean",
+    "avg_var",
+    "branch_avg_var",
     "saturation",
 )
+
+
+def shape_groups(layers: list[int], tensors: list[Tensor]) -> list[tuple[list[int], Tensor]]:
+    """The layers' tensors stacked, (layers, ..., B, units): all at once when they share a shape (gradlab's
+    hidden layers all have `width` units), else one by one."""
+    if len({t.shape for t in tensors}) == 1:
+        return [(layers, torch.stack(tensors))] if layers else []
+    return [([l], t.unsqueeze(0)) for l, t in zip(layers, tensors, strict=True)]
+
+
+def stacked_rows(names: list[str], groups: list[tuple[list[int], Tensor]], replicas: int) -> Block:
+    """A Block from per-group statistics (len(names), layers, R), keyed (layer, name) name by name."""
+    layers = [l for group, _ in groups for l in group]
+    values = torch.cat([v for _, v in groups], dim=1) if groups else torch.zeros(len(names), 0, replicas)
+    keys = [(l, name) for name in names for l in layers]
+    return Block(keys, values.double().reshape(len(keys), replicas))
+
+
+def moments(h: Tensor) -> Tensor:
+    """act_mean, act_std (over batch and units), avg_sq_mean and avg_var (NFNets: the mean over units of
+    the squared batch mean, and of the biased batch variance) of stacked h, (layers, ..., B, units)."""
+    unit_mean = h.mean(-2)  # (layers, ..., units)
+    avg_var = (h - unit_mean.unsqueeze(-2)).pow(2).mean(dim=(-2, -1))
+    act_mean = unit_mean.mean(-1)
+    spread_of_means = (unit_mean - act_mean.unsqueeze(-1)).pow(2).mean(-1)
+    act_std = (avg_var + spread_of_means).sqrt()  # total variance = mean within units + variance between them
+    return torch.stack([act_mean, act_std, unit_mean.pow(2).mean(-1), avg_var])
+
+
 def activation_stats(net: MLP) -> Block:
-    """act_mean, act_std and saturation of h^l = phi(z^l) over batch and units, hidden layers only.
-
-    Layers of one shape (gradlab's hidden layers all have `width` units) are stacked and reduced
-    together; a network of mixed widths is reduced layer by layer.
-    """
+    """Statistics of each hidden layer's output h^l (phi(u^l), or the residual stream), of each residual
+    branch alpha z^l, and the saturation of phi's argument u^l where phi is applied."""
     hidden = list(range(1, net.depth))
-    same_shape = len({net.preacts[l - 1].shape for l in hidden}) == 1
-    groups = [hidden] if same_shape else [[l] for l in hidden]  # none when depth is 1
-    parts = []
-    for group in groups:
-        h = torch.stack([net.inputs[l] for l in group])  # (layers, ..., B, units)
-        z = torch.stack([net.preacts[l - 1] for l in group])
-        mean = h.mean(dim=(-2, -1))  # two passes, not torch.std_mean: that is ~10x slower on CPU
-        std = torch.linalg.vector_norm(h - mean[..., None, None], dim=(-2, -1)) / math.sqrt(h.shape[-2] * h.shape[-1])
-        # a float mean, not count_nonzero: reducing a bool tensor is ~8x slower on CPU at large sizes
-        saturated = net.activation.saturated(z).to(z.dtype).mean(dim=(-2, -1))
-        parts.append(torch.stack([mean, std, saturated]).double())
-    replicas = net.replicas
-    values = torch.cat(parts, dim=1) if parts else net.preacts[0].new_zeros(3, 0, replicas, dtype=torch.float64)
-    keys = [(l, name) for name in ("act_mean", "act_std", "saturation") for l in hidden]  # (3, layers, ...) order
-    return Block(keys, values.reshape(len(keys), replicas))
+    streams = shape_groups(hidden, net.hidden)
+    block = stacked_rows(["act_mean", "act_std", "avg_sq_mean", "avg_var"],
+                         [(ls, moments(h)) for ls, h in streams], net.replicas)
+    if net.arch == "residual":
+        middle = list(range(2, net.depth))
+        branches = shape_groups(middle, [net.residual_scale * net.caches[l - 1].z for l in middle])
+        block = concat(block, stacked_rows(["branch_avg_var"], [(ls, moments(z)[3:]) for ls, z in branches],
+                                           net.replicas))
+    with_phi = [l for l in range(1, net.depth + 1) if net.caches[l - 1].u is not None]
+    # a float mean, not count_nonzero: reducing a bool tensor is ~8x slower on CPU at large sizes
+    saturation = [(ls, net.activation.saturated(u).to(u.dtype).mean(dim=(-2, -1)).unsqueeze(0))
+                  for ls, u in shape_groups(with_phi, [net.caches[l - 1].u for l in with_phi])]
+    return concat(block, stacked_rows(["saturation"], saturation, net.replicas))
 
 
-def layer_stats(net: MLP, grads: list[tuple[Tensor, Tensor]], lr: float, grad_norms: Tensor | None = None) -> Block:
-    """Every layer's statistics from the last forward and backward.
+def layer_stats(net: MLP, grad_norms: Tensor, update_norms: Tensor) -> Block:
+    """Every layer's statistics from the last forward and backward and the step about to be taken.
 
-    Needs net.forward and net.backward on the same mini-batch, with dlogits the gradient of
-    the batch-mean loss. Activation statistics (act_mean, act_std, saturation) are of h^l = phi(z^l)
-    and exist for hidden layers only: the last layer has no activation. `grad_norms` is
-    gradient_norms(grads, net.batched) when the caller has it already (the training step does).
+    Needs net.forward and net.backward on the same mini-batch, with dlogits the gradient of the batch-mean
+    loss. grad_norms is tensor_norms of the gradients of net.parameters(), in its order; update_norms that of
+    the weights' updates, so update_ratio = ||update of W^l|| / ||W^l|| is the step the optimizer takes.
     """
-    if grad_norms is None:
-        grad_norms = gradient_norms(grads, net.batched)
     depth = net.depth
-    norms = torch.cat([grad_norms, tensor_norms(net.deltas + net.weights, net.batched)])
-    grad_norm, bias_grad_norm, delta_norm, weight_norm = norms.to(torch.float64).reshape(4, depth, -1)
+    norms = torch.cat([grad_norms[: 2 * depth], tensor_norms(net.deltas + net.weights, net.batched), update_norms])
+    grad_norm, bias_grad_norm, delta_norm, weight_norm, update_norm = norms.double().reshape(5, depth, -1)
     # delta^l = d(mean loss)/dz^l has rows (d loss_b / d z_b) / B, so
     # delta_rms = sqrt(mean_b ||d loss_b / d z_b||^2) = sqrt(B) * ||delta^l||_F: one norm, no per-example loop.
-    delta_rms = delta_norm * math.sqrt(net.preacts[0].shape[-2])
-    values = torch.cat([grad_norm, bias_grad_norm, delta_rms, weight_norm, lr * grad_norm / weight_norm])
+    delta_rms = delta_norm * math.sqrt(net.deltas[0].shape[-2])
+    values = torch.cat([grad_norm, bias_grad_norm, delta_rms, weight_norm, update_norm / weight_norm])
     names = ("grad_norm", "bias_grad_norm", "delta_rms", "weight_norm", "update_ratio")
     keys = [(l, name) for name in names for l in range(1, depth + 1)]
-    return concat(Block(keys, values), activation_stats(net))
+    normed = [l for l in range(1, depth + 1) if net.norm_weights[l - 1] is not None]
+    gamma_norms = grad_norms[2 * depth : 2 * depth + len(normed)].double().reshape(len(normed), net.replicas)
+    gammas = Block([(l, "norm_weight_grad_norm") for l in normed], gamma_norms)
+    return concat(Block(keys, values), gammas, activation_stats(net))

@@ -20,10 +20,23 @@ Gauss-Hermite, the usual choice, fails here: phi' of tanh or sigmoid at q = 64 i
 between its nodes (128 nodes: -59% on E[tanh'^2]), and the ELU/SELU kink at 0 costs it about 1%.
 tests/test_theory.py checks the rule against Gauss-Hermite where that converges, against a dense reference and
 against closed forms.
+
+Residual networks (arch="residual"; the reduced residual network of Yang and Schoenholz 2017, one linear map per
+block) carry the stream h^1 = z^1 = x W^1, h^l = h^{l-1} + alpha z^l with z^l = phi(h^{l-1}) W^l + b^l for
+l = 2..depth-1, and logits = phi(h^{depth-1}) W^depth. The branch is uncorrelated with the stream, so
+
+    q^l = q^{l-1} + alpha^2 sigma_w^2 E_z[phi(sqrt(q^{l-1}) z)^2]   (q^l: the stream's length),
+    ||dL/dh^{l-1}||^2 = ||dL/dh^l||^2 (1 + alpha^2 chi(q^{l-1})),   delta_rms(l) = alpha ||dL/dh^l|| (l = 2..depth-1),
+
+with chi(q^{depth-1}) of the readout's weights from the logits to h^{depth-1}, and delta_rms(1) = ||dL/dh^1||.
+Both architectures are one recursion over x^l, the input of the next phi (plain: z^l; residual: h^l):
+x^l = skip x^{l-1} + branch phi(x^{l-1}) W^l, delta_rms(l) = branch ||dL/dx^l||; a Block holds (skip, branch).
+Normalized networks (a norm layer before phi) have no theory here.
 """
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -70,27 +83,78 @@ def chi(activation: str, q: Length, sigma_w2: float) -> Length:
     return sigma_w2 * gaussian_expectation(lambda u: dphi(u) ** 2, q)
 
 
+class Block(NamedTuple):
+    """Hidden layer l = 2..depth-1 as x^l = skip x^{l-1} + branch (phi(x^{l-1}) W^l + b^l)."""
+
+    skip: float  # 0: plain; 1: residual
+    branch: float  # 1: plain; alpha (residual_scale): residual
+    outputs_phi: bool  # whether the layer's output h^l is phi(x^l) (plain) or x^l itself (residual)
+
+
+BLOCKS: dict[str, Callable[[float], Block]] = {  # from residual_scale, which a plain network ignores
+    "plain": lambda residual_scale: Block(skip=0.0, branch=1.0, outputs_phi=True),
+    "residual": lambda residual_scale: Block(skip=1.0, branch=residual_scale, outputs_phi=False),
+}
+
+
+def get_block(arch: str, residual_scale: float = 1.0) -> Block:
+    if arch not in BLOCKS:
+        raise ValueError(f"Unknown arch {arch!r}. Expect one of {sorted(BLOCKS)}")
+    return BLOCKS[arch](residual_scale)
+
+
+def layer_scales(sizes: Sequence[int], init: str, init_gain: float = 1.0) -> list[float]:
+    """[sigma_w^2 of W^l for l = 1..depth]."""
+    return [weight_scale(init, n_in, n_out, init_gain) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
+
+
+def stream_lengths(sizes: Sequence[int], activation: str, init: str, q0: Length, init_gain: float = 1.0,
+                   arch: str = "plain", residual_scale: float = 1.0) -> list[Length]:
+    """[q^1, ..., q^{depth-1}]: the length of x^l, what phi reads next (plain: z^l; residual: the stream h^l).
+
+    q^1 = sigma_w^2 q^0 and q^l = skip^2 q^{l-1} + branch^2 sigma_w^2 E[phi(sqrt(q^{l-1}) z)^2]: a residual
+    stream grows by 1 + alpha^2 sigma_w^2 E[phi^2] / q per block (1 + alpha^2 for ReLU with kaiming init).
+    """
+    block, scales = get_block(arch, residual_scale), layer_scales(sizes, init, init_gain)
+    lengths = [scales[0] * q0]  # x^1 = z^1 = x W^1 + b^1: no activation before the first layer
+    for sigma_w2 in scales[1:-1]:
+        lengths.append(block.skip**2 * lengths[-1] + block.branch**2 * length_map(activation, lengths[-1], sigma_w2))
+    return lengths[: len(sizes) - 2]
+
+
 def preactivation_lengths(
     sizes: Sequence[int], activation: str, init: str, q0: Length, init_gain: float = 1.0
 ) -> list[Length]:
-    """[q^1, ..., q^depth] for an MLP with layer sizes `sizes` fed inputs of mean squared feature q0."""
-    scales = [weight_scale(init, n_in, n_out, init_gain) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
-    lengths = [scales[0] * q0]  # layer 1 sees the raw input, no activation
-    for sigma_w2 in scales[1:]:
-        lengths.append(length_map(activation, lengths[-1], sigma_w2))
-    return lengths
+    """[q^1, ..., q^depth] for a plain MLP with layer sizes `sizes` fed inputs of mean squared feature q0."""
+    lengths, sigma_w2 = stream_lengths(sizes, activation, init, q0, init_gain), layer_scales(sizes, init, init_gain)
+    return [*lengths, length_map(activation, lengths[-1], sigma_w2[-1])] if lengths else [sigma_w2[0] * q0]
 
 
-def delta_rms_ratios(
-    sizes: Sequence[int], activation: str, init: str, q0: float, init_gain: float = 1.0
-) -> list[float]:
-    """[delta_rms(l) / delta_rms(l+1) for l = 1..depth-1]: sqrt(chi) with layer l+1's weights at q^l."""
-    lengths = preactivation_lengths(sizes, activation, init, q0, init_gain)
-    ratios = []
-    for l in range(1, len(sizes) - 1):  # layer l's delta comes back through W^{l+1}
-        sigma_w2 = weight_scale(init, sizes[l], sizes[l + 1], init_gain)
-        ratios.append(math.sqrt(chi(activation, lengths[l - 1], sigma_w2)))
-    return ratios
+def hidden_second_moments(sizes: Sequence[int], activation: str, init: str, q0s: Sequence[float] | Tensor,
+                          init_gain: float = 1.0, arch: str = "plain", residual_scale: float = 1.0) -> list[float]:
+    """[mean over inputs of E[(h^l)^2], l = 1..depth-1]: avg_sq_mean + avg_var of a wide network at init."""
+    q0 = torch.as_tensor(q0s, dtype=torch.float64).reshape(-1)
+    lengths = stream_lengths(sizes, activation, init, q0, init_gain, arch, residual_scale)
+    if get_block(arch, residual_scale).outputs_phi:
+        lengths = [length_map(activation, q, 1.0) for q in lengths]
+    return [float(q.mean()) for q in lengths]
+
+
+def stream_gain(block: Block, activation: str, q: Length, sigma_w2: float) -> Length:
+    """||dL/dx^{l-1}||^2 / ||dL/dx^l||^2 = skip^2 + branch^2 chi(q^{l-1}): plain chi, residual 1 + alpha^2 chi."""
+    return block.skip**2 + block.branch**2 * chi(activation, q, sigma_w2)
+
+
+def delta_rms_ratios(sizes: Sequence[int], activation: str, init: str, q0: float, init_gain: float = 1.0,
+                     arch: str = "plain", residual_scale: float = 1.0) -> list[float]:
+    """[delta_rms(l) / delta_rms(l+1) for l = 1..depth-1]: plain sqrt(chi) with layer l+1's weights at q^l."""
+    block, scales = get_block(arch, residual_scale), layer_scales(sizes, init, init_gain)
+    lengths = stream_lengths(sizes, activation, init, q0, init_gain, arch, residual_scale)
+    carried = [math.sqrt(stream_gain(block, activation, q, s)) for q, s in zip(lengths[:-1], scales[1:-1], strict=True)]
+    carried += [math.sqrt(chi(activation, lengths[-1], scales[-1]))] if lengths else []  # back through the readout
+    depth = len(sizes) - 1
+    delta_scale = [1.0, *[block.branch] * (depth - 2), 1.0]  # delta_rms(l) / ||dL/dx^l||; delta(depth) is itself
+    return [gain * delta_scale[l - 1] / delta_scale[l] for l, gain in enumerate(carried, start=1)]
 
 
 def log10_mean_over_inputs(log_gains: Tensor) -> Tensor:
@@ -99,22 +163,25 @@ def log10_mean_over_inputs(log_gains: Tensor) -> Tensor:
 
 
 def log10_delta_rms_profile(
-    sizes: Sequence[int], activation: str, init: str, q0s: Sequence[float] | Tensor, init_gain: float = 1.0
+    sizes: Sequence[int], activation: str, init: str, q0s: Sequence[float] | Tensor, init_gain: float = 1.0,
+    arch: str = "plain", residual_scale: float = 1.0,
 ) -> list[float]:
     """[log10 delta_rms(l) / delta_rms(depth) for l = 1..depth], over inputs of lengths q0s (one per example)."""
-    lengths = preactivation_lengths(sizes, activation, init, torch.as_tensor(q0s, dtype=torch.float64).reshape(-1),
-                                    init_gain)
-    log_chi = [torch.log(chi(activation, lengths[l - 1], weight_scale(init, sizes[l], sizes[l + 1], init_gain)))
-               for l in range(1, len(sizes) - 1)]
-    if not log_chi:
+    block, scales = get_block(arch, residual_scale), layer_scales(sizes, init, init_gain)
+    lengths = stream_lengths(sizes, activation, init, torch.as_tensor(q0s, dtype=torch.float64).reshape(-1),
+                             init_gain, arch, residual_scale)
+    if not lengths:
         return [0.0]
-    to_last = torch.stack(log_chi, 1).flip(1).cumsum(1).flip(1)  # (B, depth-1): sum over k = l..depth-1
+    steps = [torch.log(stream_gain(block, activation, q, s)) for q, s in zip(lengths[:-1], scales[1:-1], strict=True)]
+    steps.append(torch.log(chi(activation, lengths[-1], scales[-1])))  # back through the readout to x^{depth-1}
+    to_last = torch.stack(steps, 1).flip(1).cumsum(1).flip(1)  # (B, depth-1): ln ||dL/dx^l||^2 / delta(depth)^2
+    to_last[:, 1:] += torch.log(torch.tensor(block.branch**2, dtype=torch.float64))  # delta(l) = branch ||dL/dx^l||
     return [*log10_mean_over_inputs(to_last).tolist(), 0.0]
 
 
 def log10_first_to_last_ratios(
     n_in: int, width: int, n_out: int, depths: Sequence[int], activation: str, init: str,
-    q0s: Sequence[float] | Tensor, init_gain: float = 1.0,
+    q0s: Sequence[float] | Tensor, init_gain: float = 1.0, arch: str = "plain", residual_scale: float = 1.0,
 ) -> dict[int, float]:
     """{depth: log10(delta_rms(1) / delta_rms(depth))} for MLPs [n_in, width x (depth - 1), n_out].
 
@@ -122,14 +189,15 @@ def log10_first_to_last_ratios(
     the last step, back through the output layer's weights, differs between depths. Logs, as the ratio
     itself overflows a float past depth ~100 for ReLU with N(0, 1) weights.
     """
-    q0 = torch.as_tensor(q0s, dtype=torch.float64).reshape(-1)
-    deepest = max(depths)
-    lengths = preactivation_lengths([n_in, *[width] * (deepest - 1), n_out], activation, init, q0, init_gain)
+    q0, deepest = torch.as_tensor(q0s, dtype=torch.float64).reshape(-1), max(depths)
+    block = get_block(arch, residual_scale)
+    lengths = stream_lengths([n_in, *[width] * (deepest - 1), n_out], activation, init, q0, init_gain, arch,
+                             residual_scale)
     hidden = weight_scale(init, width, width, init_gain)
     output = weight_scale(init, width, n_out, init_gain)
-    through_hidden = [torch.zeros_like(q0)]  # sum of log chi over the first k layers, k = 0..deepest-2
+    through_hidden = [torch.zeros_like(q0)]  # ln of the squared gain through the first k blocks, k = 0..deepest-2
     for q in lengths[: deepest - 2]:
-        through_hidden.append(through_hidden[-1] + torch.log(chi(activation, q, hidden)))
+        through_hidden.append(through_hidden[-1] + torch.log(stream_gain(block, activation, q, hidden)))
     ratios = {}
     for depth in depths:
         if depth == 1:

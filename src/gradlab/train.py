@@ -18,7 +18,7 @@ from torch import Tensor
 from gradlab.losses import Loss
 from gradlab.measurement import Block, Measurement, block, concat
 from gradlab.mlp import MLP
-from gradlab.optim import SGD, clip_by_global_norm, global_norm, gradient_norms
+from gradlab.optim import SGD, Adam, Optimizer, apply, clip_by_global_norm, global_norm, tensor_norms
 from gradlab.stats import layer_stats
 
 if TYPE_CHECKING:  # the loop only reads a Split's tensors; it needs nothing else of the data module
@@ -37,6 +37,10 @@ class TrainSettings:
     epochs: int = 1
     batch_size: int = 100
     log_every: int = 5
+    optimizer: str = "sgd"  # a key of OPTIMIZERS
+    beta1: float = 0.9  # adam
+    beta2: float = 0.999  # adam
+    eps: float = 1e-8  # adam
 
 
 class TrainResult(NamedTuple):
@@ -68,7 +72,7 @@ def evaluation_rows(net: MLP, loss: Loss, split: Split) -> Block:
 class Run:
     """The state of one training run: which replicas still train, and where measurements go."""
 
-    def __init__(self, net: MLP, optimizer: SGD, on_measure: Callable[[Measurement], None]) -> None:
+    def __init__(self, net: MLP, optimizer: Optimizer, on_measure: Callable[[Measurement], None]) -> None:
         self.net, self.optimizer, self.on_measure = net, optimizer, on_measure
         self.diverged_at: list[int | None] = [None] * net.replicas
 
@@ -88,18 +92,18 @@ class Run:
         return dead
 
     def freeze_diverged(self) -> None:
-        """Hold diverged replicas at zero weights and velocity, so no NaN or inf rides along with the others."""
+        """Hold diverged replicas at zero parameters and optimizer state, so no NaN or inf rides along."""
         dead = [r for r, at in enumerate(self.diverged_at) if at is not None]
         if dead and self.net.batched:
-            for p in [*self.optimizer.params, *self.optimizer.velocity]:
+            for p in [*self.optimizer.params, *self.optimizer.state]:
                 p[dead] = 0
 
 
 class Gradients(NamedTuple):
     logits: Tensor  # (..., B, n_out)
     batch_loss: Tensor  # () or (R,)
-    grads: list[tuple[Tensor, Tensor]]  # (dW, db) per layer
-    grad_norms: Tensor  # optim.gradient_norms: each layer's ||dW||, then each ||db||
+    grads: list[Tensor]  # the gradient of each of net.parameters(), in its order
+    grad_norms: Tensor  # each gradient's norm, (n_params,) or (n_params, R)
     norm: Tensor  # global gradient norm, () or (R,)
 
 
@@ -108,24 +112,28 @@ def gradients(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> Gradients:
     logits = net.forward(x)
     batch_loss = loss.value(logits, y).mean(-1)
     grads = net.backward(loss.grad(logits, y) / y.shape[-1])
-    grad_norms = gradient_norms(grads, net.batched)
+    grad_norms = tensor_norms(grads, net.batched)
     return Gradients(logits, batch_loss, grads, grad_norms, global_norm(grad_norms))
 
 
-def step_rows(net: MLP, loss: Loss, g: Gradients, y: Tensor, lr: float) -> Block:
+def step_rows(net: MLP, loss: Loss, g: Gradients, y: Tensor, updates: list[Tensor]) -> Block:
     """Everything measured at a step: the per-layer statistics, the batch loss and accuracy."""
     accuracy = (loss.predict(g.logits) == y).to(g.logits.dtype).mean(-1)
     whole = block([(None, "batch_loss"), (None, "batch_accuracy")], [g.batch_loss, accuracy])
-    return concat(layer_stats(net, g.grads, lr, g.grad_norms), whole)
+    update_norms = tensor_norms(updates[: net.depth], net.batched)  # the weights come first in parameters()
+    return concat(layer_stats(net, g.grad_norms, update_norms), whole)
 
 
-def make_optimizer(net: MLP, lr: float, momentum: float) -> SGD:
-    return SGD([p for pair in zip(net.weights, net.biases, strict=True) for p in pair], lr, momentum)
+OPTIMIZERS: dict[str, Callable[[list[Tensor], TrainSettings], Optimizer]] = {
+    "sgd": lambda params, s: SGD(params, s.lr, s.momentum),
+    "adam": lambda params, s: Adam(params, s.lr, (s.beta1, s.beta2), s.eps),
+}
 
 
-def update(optimizer: SGD, g: Gradients, clip_grad_norm: float | None) -> None:
+def step_updates(optimizer: Optimizer, g: Gradients, clip_grad_norm: float | None) -> list[Tensor]:
+    """The step the optimizer takes from these gradients, clipped first when asked."""
     grads = g.grads if clip_grad_norm is None else clip_by_global_norm(g.grads, clip_grad_norm, g.norm)
-    optimizer.step([t for pair in grads for t in pair])
+    return optimizer.updates(grads)
 
 
 def train(net: MLP, loss: Loss, split: Split, settings: TrainSettings,
@@ -135,7 +143,7 @@ def train(net: MLP, loss: Loss, split: Split, settings: TrainSettings,
     Each replica's data order comes from net.generators[r], the generator that drew its weights.
     """
     epochs, batch_size = settings.epochs, settings.batch_size
-    run = Run(net, make_optimizer(net, settings.lr, settings.momentum), on_measure)
+    run = Run(net, OPTIMIZERS[settings.optimizer](net.parameters(), settings), on_measure)
     step = 0
     run.emit(0, 0, evaluation_rows(net, loss, split), True, run.alive())
     for epoch in range(max(epochs, 1)):  # epochs=0 still measures the first mini-batch at init
@@ -147,13 +155,14 @@ def train(net: MLP, loss: Loss, split: Split, settings: TrainSettings,
             g = gradients(net, loss, x, y)
             finite = torch.isfinite(g.batch_loss + g.norm)
             dead = run.mark_diverged(step, finite) if not bool(finite.all()) else []
+            updates = step_updates(run.optimizer, g, settings.clip_grad_norm)
             if step % settings.log_every == 0 or dead:
-                run.emit(step, epoch, step_rows(net, loss, g, y, settings.lr), False, sorted(run.alive() + dead))
+                run.emit(step, epoch, step_rows(net, loss, g, y, updates), False, sorted(run.alive() + dead))
             if not run.alive():
                 return TrainResult("diverged", step, step, tuple(run.diverged_at))
             if epochs == 0:
                 return TrainResult("completed", 0, None, tuple(run.diverged_at))
-            update(run.optimizer, g, settings.clip_grad_norm)
+            apply(run.optimizer, updates)
             run.freeze_diverged()
             step += 1
         closing = evaluation_rows(net, loss, split)
