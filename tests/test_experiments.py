@@ -12,8 +12,9 @@ from gradlab.config import validate
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
-def test_the_four_curated_experiments_are_there():
-    assert EXPERIMENTS == ["exploding", "glorot2010", "he2015", "vanishing"]
+def test_the_curated_experiments_are_there():
+    assert EXPERIMENTS == ["adam_vs_sgd", "exploding", "glorot2010", "he2015", "he2016_residual",
+                           "ioffe2015_batchnorm", "klambauer2017_selu", "vanishing"]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -122,7 +122,7 @@ def per_example_delta_rms(net: MLP, x: torch.Tensor, y: torch.Tensor, loss_name:
 def measure(net: MLP, grads: list[torch.Tensor], lr: float):
     """layer_stats for a first momentum-free SGD step of size lr."""
     updates = SGD(net.parameters(), lr).updates(grads)
-    return layer_stats(net, tensor_norms(grads, net.batched), tensor_norms(updates[: net.depth], net.batched))
+    return layer_stats(net, tensor_norms(grads, net.batched), updates.norms(net.depth, net.batched))
 
 
 def rows_by_key(measured) -> dict[tuple[int, str], float]:

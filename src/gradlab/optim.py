@@ -1,12 +1,13 @@
 """Optimizers by hand (SGD with momentum, Adam) and global-norm gradient clipping, over flat tensor lists.
 
-An optimizer's `updates(grads)` returns the step it will add to each parameter (and advances its state);
-`apply` adds them. Keeping the two apart lets the training loop measure the step it actually takes.
+An optimizer's `updates(grads)` returns the step it will take, scale * directions, and advances its state;
+`apply` adds it. Keeping the two apart lets the training loop measure the step it actually takes; keeping
+the scale apart saves a pass over every parameter (the velocity is SGD's direction as it stands).
 The arithmetic uses torch's multi-tensor `_foreach` kernels, as torch.optim does: one call for all
 parameters instead of one per tensor, which is most of a small network's step time.
 """
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -34,16 +35,25 @@ def clip_by_global_norm(grads: list[Tensor], max_norm: float, norm: Tensor) -> l
     return [g * per_replica(scale, g) for g in grads]
 
 
+class Step(NamedTuple):
+    directions: list[Tensor]  # one per parameter
+    scale: float  # the update of parameter i is scale * directions[i]
+
+    def norms(self, count: int, batched: bool) -> Tensor:
+        """||update|| of the first `count` parameters: (count,), or (count, R) batched."""
+        return abs(self.scale) * tensor_norms(self.directions[:count], batched)
+
+
 class Optimizer(Protocol):
     params: list[Tensor]
     state: list[Tensor]  # every tensor of per-parameter state, shaped like the parameters
 
-    def updates(self, grads: list[Tensor]) -> list[Tensor]: ...
+    def updates(self, grads: list[Tensor]) -> Step: ...
 
 
-def apply(optimizer: Optimizer, updates: list[Tensor]) -> None:
-    """p <- p + update for every parameter, in place."""
-    torch._foreach_add_(optimizer.params, updates)
+def apply(optimizer: Optimizer, step: Step) -> None:
+    """p <- p + scale * direction for every parameter, in place."""
+    torch._foreach_add_(optimizer.params, step.directions, alpha=step.scale)
 
 
 class SGD:
@@ -53,12 +63,12 @@ class SGD:
         self.params, self.lr, self.momentum = params, lr, momentum
         self.state = [torch.zeros_like(p) for p in params] if momentum else []  # the velocity
 
-    def updates(self, grads: list[Tensor]) -> list[Tensor]:
+    def updates(self, grads: list[Tensor]) -> Step:
         if self.momentum:
             torch._foreach_mul_(self.state, self.momentum)
             torch._foreach_add_(self.state, grads)
             grads = self.state
-        return torch._foreach_mul(grads, -self.lr)
+        return Step(grads, -self.lr)
 
 
 class Adam:
@@ -73,7 +83,7 @@ class Adam:
         self.state = [*self.m, *self.v]
         self.t = 0
 
-    def updates(self, grads: list[Tensor]) -> list[Tensor]:
+    def updates(self, grads: list[Tensor]) -> Step:
         beta1, beta2 = self.betas
         self.t += 1
         torch._foreach_lerp_(self.m, grads, 1 - beta1)
@@ -83,6 +93,4 @@ class Adam:
         denominators = torch._foreach_sqrt(self.v)
         torch._foreach_div_(denominators, correction2**0.5)
         torch._foreach_add_(denominators, self.eps)
-        steps = torch._foreach_div(self.m, denominators)
-        torch._foreach_mul_(steps, -self.lr / correction1)
-        return steps
+        return Step(torch._foreach_div(self.m, denominators), -self.lr / correction1)

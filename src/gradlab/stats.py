@@ -49,7 +49,9 @@ def moments(h: Tensor) -> Tensor:
     """act_mean, act_std (over batch and units), avg_sq_mean and avg_var (NFNets: the mean over units of
     the squared batch mean, and of the biased batch variance) of stacked h, (layers, ..., B, units)."""
     unit_mean = h.mean(-2)  # (layers, ..., units)
-    avg_var = (h - unit_mean.unsqueeze(-2)).pow(2).mean(dim=(-2, -1))
+    # a norm of the centred values, not .pow(2).mean() (one kernel fewer) nor torch.var_mean (~10x slower on CPU)
+    spread = torch.linalg.vector_norm(h - unit_mean.unsqueeze(-2), dim=(-2, -1))
+    avg_var = spread.pow(2) / (h.shape[-2] * h.shape[-1])
     act_mean = unit_mean.mean(-1)
     spread_of_means = (unit_mean - act_mean.unsqueeze(-1)).pow(2).mean(-1)
     act_std = (avg_var + spread_of_means).sqrt()  # total variance = mean within units + variance between them

@@ -18,7 +18,7 @@ from torch import Tensor
 from gradlab.losses import Loss
 from gradlab.measurement import Block, Measurement, block, concat
 from gradlab.mlp import MLP
-from gradlab.optim import SGD, Adam, Optimizer, apply, clip_by_global_norm, global_norm, tensor_norms
+from gradlab.optim import SGD, Adam, Optimizer, Step, apply, clip_by_global_norm, global_norm, tensor_norms
 from gradlab.stats import layer_stats
 
 if TYPE_CHECKING:  # the loop only reads a Split's tensors; it needs nothing else of the data module
@@ -116,11 +116,11 @@ def gradients(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> Gradients:
     return Gradients(logits, batch_loss, grads, grad_norms, global_norm(grad_norms))
 
 
-def step_rows(net: MLP, loss: Loss, g: Gradients, y: Tensor, updates: list[Tensor]) -> Block:
+def step_rows(net: MLP, loss: Loss, g: Gradients, y: Tensor, updates: Step) -> Block:
     """Everything measured at a step: the per-layer statistics, the batch loss and accuracy."""
     accuracy = (loss.predict(g.logits) == y).to(g.logits.dtype).mean(-1)
     whole = block([(None, "batch_loss"), (None, "batch_accuracy")], [g.batch_loss, accuracy])
-    update_norms = tensor_norms(updates[: net.depth], net.batched)  # the weights come first in parameters()
+    update_norms = updates.norms(net.depth, net.batched)  # the weights come first in parameters()
     return concat(layer_stats(net, g.grad_norms, update_norms), whole)
 
 
@@ -130,7 +130,7 @@ OPTIMIZERS: dict[str, Callable[[list[Tensor], TrainSettings], Optimizer]] = {
 }
 
 
-def step_updates(optimizer: Optimizer, g: Gradients, clip_grad_norm: float | None) -> list[Tensor]:
+def step_updates(optimizer: Optimizer, g: Gradients, clip_grad_norm: float | None) -> Step:
     """The step the optimizer takes from these gradients, clipped first when asked."""
     grads = g.grads if clip_grad_norm is None else clip_by_global_norm(g.grads, clip_grad_norm, g.norm)
     return optimizer.updates(grads)
