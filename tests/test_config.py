@@ -8,6 +8,7 @@ from conftest import CONF, compose_config, run_cli
 from gradlab.activations import ACTIVATIONS
 from gradlab.config import ConfigError, loss_name, validate
 from gradlab.data import DATASETS
+from gradlab.experiment import prepare
 from gradlab.inits import INITS
 
 DATASET_OPTIONS = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))
@@ -69,6 +70,14 @@ BAD_INPUTS = [
     ("dataset.kind=spiral", ["dataset.kind='spiral'", "moons", "xor"]),
     ("dataset.n_samples=1", ["dataset.n_samples=1", ">= 2"]),
     ("dataset.n_samples=4 dataset.test_fraction=0.9", ["dataset.n_samples=4", "test_fraction=0.9", "no training"]),
+    ("arch=foo", ["arch='foo'", "plain", "residual"]),
+    ("norm=foo", ["norm='foo'", "none", "layernorm", "batchnorm"]),
+    ("residual_scale=-1", ["residual_scale=-1", "> 0"]),
+    ("arch=residual depth=1", ["arch='residual'", "depth=1", "depth >= 2"]),
+    ("norm=batchnorm batch_size=1", ["norm='batchnorm'", "batch_size=1", "batch_size >= 2"]),
+    ("optimizer=adam optimizer.beta2=1.0", ["optimizer.beta2=1.0", "[0, 1)"]),
+    ("optimizer=adam optimizer.eps=0", ["optimizer.eps=0", "> 0"]),
+    ("optimizer.name=rmsprop", ["optimizer.name='rmsprop'", "sgd", "adam"]),
 ]
 
 
@@ -95,10 +104,11 @@ def assert_one_line_error(result, *fragments: str) -> None:
 @pytest.mark.parametrize(
     ("override", "fragments"),
     [("depth=0", ["depth=0", ">= 1"]), ("activation=swish", ["activation='swish'", "tanh"]),
-     ("dataset.test_fraction=1.0", ["dataset.test_fraction=1.0", "(0, 1)"])],
+     ("dataset.test_fraction=1.0", ["dataset.test_fraction=1.0", "(0, 1)"]),
+     ("arch=residual depth=1", ["arch='residual'", "depth >= 2"])],
 )
 def test_bad_input_on_the_command_line_exits_with_one_line_and_no_record(workdir: Path, override, fragments):
-    result = run_cli(override, "logger.mode=disabled", cwd=workdir)
+    result = run_cli(*override.split(), "logger.mode=disabled", cwd=workdir)
     assert_one_line_error(result, *fragments)
     assert result.returncode == 2
     leftovers = [p for p in (workdir / "runs").rglob("*") if p.is_file()] if (workdir / "runs").exists() else []
@@ -109,3 +119,11 @@ def test_unknown_key_on_the_command_line_fails_without_traceback(workdir: Path):
     result = run_cli("depht=3", "logger.mode=disabled", cwd=workdir)
     assert result.returncode != 0
     assert "depht" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_batchnorm_with_a_last_mini_batch_of_one_is_rejected_before_any_record(tmp_path: Path):
+    """digits trains on 1,438 examples: batch_size=3 leaves a last batch of one, which has no variance."""
+    cfg = compose_config("norm=batchnorm", "batch_size=3")
+    validate(cfg)
+    with pytest.raises(ConfigError, match="last mini-batch of one"):
+        prepare(cfg)

@@ -25,9 +25,14 @@ def trained_rows(*overrides: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["replica", "step", "layer", "name", "value"]).fillna({"layer": 0})
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_each_replica_agrees_with_a_separate_run_of_its_seed(activation):
-    common = ("epochs=2", "depth=4", "width=32", f"activation={activation}", "log_every=3")
+REPLICA_CASES = {"tanh": ("tanh", ()), "relu": ("relu", ()),
+                 "tanh residual+batchnorm+adam": ("tanh", ("arch=residual", "norm=batchnorm", "optimizer=adam")),
+                 "relu residual+layernorm": ("relu", ("arch=residual", "norm=layernorm", "residual_scale=0.5"))}
+
+
+@pytest.mark.parametrize(("activation", "remedy"), REPLICA_CASES.values(), ids=REPLICA_CASES.keys())
+def test_each_replica_agrees_with_a_separate_run_of_its_seed(activation, remedy):
+    common = ("epochs=2", "depth=4", "width=32", f"activation={activation}", "log_every=3", *remedy)
     batched = trained_rows(*common, "seed=5", "replicas=3")
     for r in range(3):
         alone = trained_rows(*common, f"seed={5 + r}")
