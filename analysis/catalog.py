@@ -5,10 +5,12 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from analysis import figures_init, figures_training
-from analysis.style import facet_grid, facet_wrap, ordered
+from analysis import figures_init, figures_signal, figures_training
+from analysis.predict import NO_THEORY_FOR_NORMS
+from analysis.style import facet_grid, facet_wrap, no_data, ordered
 from gradlab.activations import ACTIVATIONS
 
 MAX_HEATMAP_PANELS = 12
@@ -64,11 +66,18 @@ def figure_8(inputs: Inputs) -> Figure:
     return facet_wrap(rows, figures_training.update_ratio_curves, by="panel", ncols=3, title=deepest_title)
 
 
+def signal_figure(inputs: Inputs, draw: Callable[[pd.DataFrame, Axes], None]) -> Figure:
+    """Figure 9a or 9b over every run that measured its signal (records made before avg_var have none)."""
+    rows = inputs.metrics[inputs.metrics.name.isin(figures_signal.SIGNAL_METRICS)]
+    return facet_grid(rows, draw) if not rows.empty else no_data(figures_signal.NO_SIGNAL)
+
+
 FIGURES = [
     FigureSpec("1_delta_rms_at_init", "1. Back-propagated signal at initialization",
                "Read each panel from right (output) to left (input): a line that falls to the left is a vanishing "
-               "gradient, one that rises is exploding, the thin black line is what mean-field theory predicts, and "
-               "a line that stops short of layer 1 underflowed to exactly 0 (float32 ends near 1e-45).",
+               "gradient, one that rises is exploding, the thin black line is what mean-field theory predicts for "
+               f"plain and residual networks ({NO_THEORY_FOR_NORMS}: their panels have none), and a line that "
+               "stops short of layer 1 underflowed to exactly 0 (float32 ends near 1e-45).",
                lambda i: facet_grid(at_init(i, ["delta_rms", "delta_rms_predicted"]),
                                     figures_init.delta_rms_at_init)),
     FigureSpec("2_grad_norm_at_init", "2. Weight-gradient norm at initialization",
@@ -83,7 +92,7 @@ FIGURES = [
                                     by="panel", ncols=3, title=deepest_title)),
     FigureSpec("4_delta_ratio_vs_depth", "4. First-to-last-layer ratio of delta_rms against depth",
                "A straight line means a constant factor per layer; its slope is log10 of the per-layer ratio, "
-               "and the black lines show the theory's slope.",
+               f"and the black lines show the theory's slope ({NO_THEORY_FOR_NORMS}).",
                figure_4),
     FigureSpec("5_loss_curves", "5. Training and test loss",
                "Deep networks whose signal vanished sit at the chance-level loss (ln 10 = 2.3 for ten classes); "
@@ -106,4 +115,13 @@ FIGURES = [
                "Layers far below the dashed 1e-3 guide barely move, layers far above it change too fast; light "
                "lines are near the input, dark near the output.",
                figure_8),
+    FigureSpec("9a_signal_sq_mean", "9a. Signal propagation: squared mean of the hidden units",
+               "Thin lines are at init and thick ones at the end: an avg_sq_mean that climbs toward avg_var (9b) "
+               "means every example looks alike to the layer, its shared mean drowning what tells them apart.",
+               lambda i: signal_figure(i, figures_signal.sq_mean_profile)),
+    FigureSpec("9b_signal_var", "9b. Signal propagation: variance of the hidden units",
+               "A residual stream's variance grows about (1 + alpha^2) per block with ReLU and kaiming init (a "
+               "straight line on this log scale; the dashed residual branches alpha z follow it), while a plain "
+               "network with a norm, or with SELU, keeps it flat and of order 1.",
+               lambda i: signal_figure(i, figures_signal.var_profile)),
 ]

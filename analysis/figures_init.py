@@ -11,6 +11,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
+from analysis.predict import NO_THEORY_FOR_NORMS
 from analysis.style import THEORY, by_series, draw_series, init_style, series_color, small_legend
 
 
@@ -31,9 +32,14 @@ def layer_profile(ax: Axes, measured: pd.DataFrame, predicted: pd.DataFrame | No
 
 
 def delta_rms_at_init(df: pd.DataFrame, ax: Axes) -> None:
-    """Figure 1: delta_rms at step 0 against layer, one line per series, the theory drawn over it."""
+    """Figure 1: delta_rms at step 0 against layer, one line per series, the theory drawn over it (none for a
+    normalized network, and the panel says so)."""
     at_init = df[df.step == 0]
     layer_profile(ax, at_init[at_init.name == "delta_rms"], at_init[at_init.name == "delta_rms_predicted"])
+    if "norm" in at_init and (at_init.norm.fillna("none") != "none").any():  # said in the legend, clear of the lines
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend([*handles, Line2D([], [], linestyle="none")], [*labels, NO_THEORY_FOR_NORMS], fontsize="x-small",
+                  framealpha=0.8)
     ax.set_ylabel("delta_rms at init\n(per-example ||dL/dz||)")
 
 

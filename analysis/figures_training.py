@@ -102,10 +102,11 @@ def accuracy_heatmap(df: pd.DataFrame, ax: Axes, config_keys: Iterable[str]) -> 
 
 
 def last_step_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Each run's rows at the last step where it measured finite values."""
-    finite = df[np.isfinite(df.value)]
-    last = finite.groupby("run").step.transform("max")
-    return finite[finite.step == last]
+    """Each run's rows at the last step where every value it measured is finite: a whole profile, not the one
+    layer a diverging run still had finite."""
+    whole = np.isfinite(df.value).groupby([df.run, df.step]).transform("all")
+    complete = df[whole]
+    return complete[complete.step == complete.groupby("run").step.transform("max")]
 
 
 def init_and_end_profile(df: pd.DataFrame, ax: Axes, name: str, log: bool) -> None:

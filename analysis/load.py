@@ -18,14 +18,14 @@ import pyarrow.parquet as pq
 import yaml
 from tqdm import tqdm
 
-from analysis.series import LABELS, flatten, label_series, setting_keys, swept_keys
+from analysis.series import KEYS_ADDED_LATER, LABELS, flatten, label_series, setting_keys, swept_keys
 from gradlab.record import STATUSES
 
 METRIC_COLUMNS = ["step", "epoch", "layer", "name", "value"]
 SUMMARY_COLUMNS = ["status", "steps", "diverged_at_step", "final_train_loss", "final_train_accuracy",
                    "final_test_loss", "final_test_accuracy", "wall_seconds"]  # fmt: skip
 FACT_COLUMNS = ["layer_sizes", "loss_in_force", "input_q0_quantiles"]  # as summary.json names them
-ALWAYS_IN_METRICS = ["depth", "activation", "init", "seed"]  # the figures' facets; seeds for the bands
+ALWAYS_IN_METRICS = ["depth", "activation", "init", "seed", "norm"]  # facets; seeds for the bands; norm: theory?
 
 
 class BrokenJob(Exception):
@@ -70,14 +70,15 @@ def find_jobs(roots: Iterable[Path]) -> list[Path]:
 
 
 def read_config(job_dir: Path) -> dict:
-    """The job's config, flattened to dotted keys (dataset.kind)."""
+    """The job's config, flattened to dotted keys (dataset.kind); a key added later gets the value it stands for."""
     try:
         config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
     except (OSError, yaml.YAMLError) as error:
         raise BrokenJob(f"no readable .hydra/config.yaml ({type(error).__name__})") from None
     if not isinstance(config, dict):
         raise BrokenJob(".hydra/config.yaml is not a mapping")
-    return flatten(config)
+    flat = flatten(config)
+    return flat | {key: value for key, value in KEYS_ADDED_LATER.items() if key not in flat}
 
 
 def read_summary(job_dir: Path) -> dict:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from analysis.predict import STABLE_BAND
+from analysis.predict import NO_THEORY_FOR_NORMS, STABLE_BAND
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; padding: 0 1em; color: #222; }
@@ -18,6 +18,7 @@ figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; 
 figcaption { font-size: 0.95em; color: #444; max-width: 60em; } .pair { display: flex; gap: 1em; flex-wrap: wrap; }
 .pair figure { flex: 1 1 600px; margin-top: 0; } code { background: #f5f5f5; padding: 0 0.2em; }
 """
+PAIRS = {("1", "2"), ("7", "7"), ("9", "9")}  # figures shown side by side, by their names' first character
 
 
 def number(value: object) -> str:
@@ -66,13 +67,13 @@ def unfinished_runs(runs: pd.DataFrame) -> str:
 
 def page(sources: Sequence[str], runs: pd.DataFrame, skipped: Sequence[str], table: pd.DataFrame,
          figures: Sequence[tuple[str, str, str]]) -> str:
-    """The whole page; figures are (name, title, caption), side by side where names share a number (1|2, 7a|7b)."""
+    """The whole page; figures are (name, title, caption), side by side in PAIRS (1|2, 7a|7b, 9a|9b)."""
     statuses = ", ".join(f"{count} {status}" for status, count in runs.status.value_counts().items())
     skipped_html = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in skipped)
     blocks, index = [], 0
     while index < len(figures):
         name = figures[index][0]
-        pair = index + 1 < len(figures) and (name[:1], figures[index + 1][0][:1]) in {("1", "2"), ("7", "7")}
+        pair = index + 1 < len(figures) and (name[:1], figures[index + 1][0][:1]) in PAIRS
         if pair:
             blocks.append(f'<div class="pair">{figure_block(*figures[index])}{figure_block(*figures[index + 1])}</div>')
             index += 2
@@ -92,15 +93,17 @@ Every run's config, status and final metrics: <a href="runs.csv">runs.csv</a>.</
 initialization, from a straight-line fit of log10 delta_rms against layer over the bulk layers (leaving out the
 first and last few), at the deepest depth swept (<b>depth</b>), geometric mean over seeds. <b>predicted</b>: the
 same fit of the mean-field profile, whose per-layer ratio is sqrt(chi) (Poole et al. 2016; Schoenholz et al.
-2017), for the layer sizes each run recorded, averaged over the lengths of its training inputs (also recorded);
-blank for a run recorded before these facts were.
+2017), or sqrt(1 + alpha^2 chi) per block of a residual network (<code>arch=residual</code>, alpha =
+<code>residual_scale</code>; Yang and Schoenholz 2017), for the layer sizes each run recorded, averaged over the
+lengths of its training inputs (also recorded); blank for a run recorded before these facts were, and blank for
+a network with a norm layer: {NO_THEORY_FOR_NORMS}.
 <b>verdict</b> (from measured) and <b>theory</b> (from predicted): vanishing when r &lt; {band} (the signal
 falls by more than 10x every 10 layers), exploding when r &gt; {STABLE_BAND:.2f}, stable in between.
 Accuracy: final test accuracy, mean over seeds, diverged runs counted out.</p>
 {findings_table(table)}
 <h2>Figures</h2>
 <p>Colors: one per activation, lighter for the shallower (or smaller) configurations of a sweep. Line styles:
-one per init. Thin black lines: mean-field theory. Bands: min to max over seeds.</p>
+one per init. Thin black lines: mean-field theory ({NO_THEORY_FOR_NORMS}). Bands: min to max over seeds.</p>
 {"".join(blocks)}
 </body></html>
 """

@@ -2,30 +2,60 @@
 
 Per-layer ratios run toward the input: r_l = delta_rms(l) / delta_rms(l+1), below 1 when the signal vanishes.
 The theory reads what each run recorded in its summary (layer_sizes, input_q0_quantiles); it never reloads data.
-A run without those facts (a record from before they were written) gets no prediction.
+Plain and residual networks (arch, residual_scale) have a theory; a normalized network (norm other than none) and
+a run without those facts (a record from before they were written) get no prediction, never a wrong one.
 """
 
 import functools
 import math
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from analysis.series import curve_keys, describe
+from analysis.series import KEYS_ADDED_LATER, curve_keys, describe
 from gradlab import theory
 
 STABLE_BAND = 10**0.1  # |log10 r| < 0.1 per layer: less than a factor 10 over 10 layers
 MIN_BULK_LAYERS = 3
+NO_THEORY_FOR_NORMS = "no theory for normalized networks"
+
+
+class Architecture(NamedTuple):
+    """What the theory depends on, as plain hashable values: predicted_profile's arguments."""
+
+    activation: str
+    init: str
+    init_gain: float
+    layer_sizes: tuple[int, ...] | None
+    q0s: tuple[float, ...] | None
+    arch: str = "plain"
+    residual_scale: float = 1.0
+    norm: str = "none"
+
+
+def no_theory(network: Architecture) -> str | None:
+    """Why the theory predicts nothing for this network, or None when it predicts."""
+    if network.norm != "none":
+        return NO_THEORY_FOR_NORMS
+    if network.arch not in theory.BLOCKS:
+        return f"no theory for arch={network.arch}"
+    if network.layer_sizes is None or network.q0s is None:
+        return "recorded before layer_sizes and input_q0_quantiles were"
+    return None
 
 
 @functools.cache
 def predicted_profile(activation: str, init: str, init_gain: float, layer_sizes: tuple[int, ...] | None,
-                      q0s: tuple[float, ...] | None) -> tuple[float, ...] | None:
-    """log10 delta_rms(l) / delta_rms(depth), l = 1..depth, by mean-field theory; None without recorded facts."""
-    if layer_sizes is None or q0s is None:
+                      q0s: tuple[float, ...] | None, arch: str = "plain", residual_scale: float = 1.0,
+                      norm: str = "none") -> tuple[float, ...] | None:
+    """log10 delta_rms(l) / delta_rms(depth), l = 1..depth, by mean-field theory; None where no_theory says why."""
+    network = Architecture(activation, init, init_gain, layer_sizes, q0s, arch, residual_scale, norm)
+    if no_theory(network):
         return None
-    return tuple(theory.log10_delta_rms_profile(list(layer_sizes), activation, init, q0s, init_gain))
+    return tuple(theory.log10_delta_rms_profile(list(network.layer_sizes), network.activation, network.init,
+                                                network.q0s, network.init_gain, network.arch, network.residual_scale))
 
 
 def recorded(value: object) -> tuple | None:
@@ -33,10 +63,17 @@ def recorded(value: object) -> tuple | None:
     return value if isinstance(value, tuple) else None
 
 
-def architecture(run: pd.Series | tuple) -> tuple:
-    """What the theory depends on, as plain hashable values: predicted_profile's arguments."""
-    return (run.activation, run.init, float(run.init_gain), recorded(run.layer_sizes),
-            recorded(run.input_q0_quantiles))
+def setting(run: pd.Series | tuple, key: str) -> object:
+    """A config value added later (arch, norm, residual_scale): its old meaning where a run lacks it."""
+    value = getattr(run, key, None)
+    return KEYS_ADDED_LATER[key] if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def architecture(run: pd.Series | tuple) -> Architecture:
+    """The network a run trained, as the theory needs it."""
+    return Architecture(run.activation, run.init, float(run.init_gain), recorded(run.layer_sizes),
+                        recorded(run.input_q0_quantiles), str(setting(run, "arch")),
+                        float(setting(run, "residual_scale")), str(setting(run, "norm")))
 
 
 def predicted_profiles(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
@@ -85,7 +122,7 @@ def measured_bulk_ratios(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.Series
 
 
 def predicted_bulk_ratio(run: pd.Series | tuple) -> float:
-    """The same fit as the measured one, over the same layers, of the predicted profile."""
+    """The same fit as the measured one, over the same layers, of the predicted profile (NaN without theory)."""
     profile = predicted_profile(*architecture(run))
     if profile is None:
         return math.nan
@@ -123,7 +160,8 @@ def findings(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
             measured = float(10 ** np.log10(deepest.bulk_ratio).mean())
             predicted = predicted_bulk_ratio(deepest.iloc[0])
             row.update(depth=int(deepest.depth.iloc[0]), measured=measured, predicted=predicted)
-            row.update(verdict=verdict(measured), theory=verdict(predicted))
+            normalized = architecture(deepest.iloc[0]).norm != "none"
+            row.update(verdict=verdict(measured), theory=NO_THEORY_FOR_NORMS if normalized else verdict(predicted))
         for depth, at_depth in group.groupby("depth"):
             row[f"accuracy at depth {depth}"] = accuracy_cell(at_depth)
         rows.append(row)
@@ -135,16 +173,17 @@ def findings(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
 def depth_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """Theory's log10 delta_rms(1) / delta_rms(depth) for every depth from 2 to the deepest, per (activation,
     init, curve), from the input and output sizes and input lengths a run of the group recorded: columns
-    activation, init, curve, depth, log10_ratio."""
+    activation, init, curve, depth, log10_ratio. A curve of normalized networks gets none."""
     frames = []
     for (activation, init, curve), group in runs.groupby(["activation", "init", "curve"], sort=False):
-        known = [run for run in group.itertuples(index=False) if None not in architecture(run)]
+        known = [run for run in group.itertuples(index=False) if not no_theory(architecture(run))]
         if not known:
             continue
-        _, _, init_gain, layer_sizes, q0s = architecture(known[0])
-        depths = list(range(2, max(int(group.depth.max()), 2) + 1))
-        by_depth = theory.log10_first_to_last_ratios(layer_sizes[0], int(known[0].width), layer_sizes[-1], depths,
-                                                     activation, init, q0s, init_gain)
+        network = architecture(known[0])
+        sizes, depths = network.layer_sizes, list(range(2, max(int(group.depth.max()), 2) + 1))
+        by_depth = theory.log10_first_to_last_ratios(sizes[0], int(known[0].width), sizes[-1], depths, activation,
+                                                     init, network.q0s, network.init_gain, network.arch,
+                                                     network.residual_scale)
         frames.append(pd.DataFrame({"activation": activation, "init": init, "curve": curve, "depth": depths,
                                     "log10_ratio": [by_depth[d] for d in depths]}))
     if frames:

@@ -18,6 +18,10 @@ from gradlab.inits import INITS
 # same seeded CPU generator). Two seeds that differ only in these are seeds of one configuration.
 BOOKKEEPING_KEYS = ("logger", "skip_completed", "data_dir", "device")
 SEED = "seed"
+# Config keys added after runs were first recorded, each with the one value every run had before it existed: a
+# record without the key ran with that value (a plain, unnormalized network trained by SGD), so it is filled in
+# and an old run is a seed of the same series as a new one that sets it.
+KEYS_ADDED_LATER = {"arch": "plain", "norm": "none", "residual_scale": 1.0, "optimizer.name": "sgd"}
 FACETS = ("activation", "init")  # the figures' rows and columns: in every panel title, never in a line's label
 LABELS = ["series", "line", "curve", "shade", "panel", "column", "column_order"]
 

@@ -185,8 +185,11 @@ def facet_wrap(df: pd.DataFrame, draw: Callable[[pd.DataFrame, Axes], None], by:
 
 
 def set_title(ax: Axes, text: str) -> None:
-    """A panel title; a long one breaks after the activation, then wherever it is wider than the panel."""
+    """A panel title; a long one breaks after the activation, or after the init where that takes fewer lines
+    (several swept keys: arch, norm, optimizer.name, ...), then wherever it is wider than the panel."""
     if len(text) > TITLE_WIDTH:
-        head, _, rest = text.partition(" · ")
-        text = head + "\n" + textwrap.fill(rest, TITLE_WIDTH)
+        parts = text.split(" · ")
+        broken = [" · ".join(parts[:n]) + "\n" + textwrap.fill(" · ".join(parts[n:]), TITLE_WIDTH)
+                  for n in range(1, min(len(parts), 3)) if len(" · ".join(parts[:n])) <= TITLE_WIDTH]
+        text = min(broken, key=lambda title: title.count("\n")) if broken else textwrap.fill(text, TITLE_WIDTH)
     ax.set_title(text, fontsize="medium")

@@ -98,6 +98,7 @@ BLOCKS: dict[str, Callable[[float], Block]] = {  # from residual_scale, which a 
 
 
 def get_block(arch: str, residual_scale: float = 1.0) -> Block:
+    """The Block of a hidden layer of arch (plain or residual) with branch weight residual_scale."""
     if arch not in BLOCKS:
         raise ValueError(f"Unknown arch {arch!r}. Expect one of {sorted(BLOCKS)}")
     return BLOCKS[arch](residual_scale)
