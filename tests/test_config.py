@@ -78,6 +78,8 @@ BAD_INPUTS = [
     ("optimizer=adam optimizer.beta2=1.0", ["optimizer.beta2=1.0", "[0, 1)"]),
     ("optimizer=adam optimizer.eps=0", ["optimizer.eps=0", "> 0"]),
     ("optimizer.name=rmsprop", ["optimizer.name='rmsprop'", "sgd", "adam"]),
+    ("bias_std=-1", ["bias_std=-1", ">= 0"]),
+    ("jacobian.examples=-3", ["jacobian.examples=-3", ">= 0"]),
 ]
 
 

@@ -1,5 +1,7 @@
 """Each initializer: shape, the variance it claims, orthogonality, seeding, and no global RNG use."""
 
+import math
+
 import pytest
 import torch
 
@@ -123,3 +125,13 @@ def test_building_an_mlp_leaves_global_rng_untouched(name):
 def test_unknown_init_is_rejected():
     with pytest.raises(ValueError, match=r"Unknown init 'kaiming'.*kaiming_normal"):
         get_init("kaiming")
+
+
+def test_bias_std_draws_normal_biases_and_leaves_the_weights_alone():
+    plain = MLP([30, 400, 400, 5], "tanh", "lecun_normal", seed=4, dtype=torch.float64)
+    biased = MLP([30, 400, 400, 5], "tanh", "lecun_normal", seed=4, dtype=torch.float64, bias_std=0.3)
+    assert all(torch.equal(a, b) for a, b in zip(plain.weights, biased.weights, strict=True))
+    assert all(torch.equal(b, torch.zeros_like(b)) for b in plain.biases)
+    drawn = torch.cat(biased.biases)  # 805 draws of N(0, 0.09)
+    assert drawn.mean().abs() < 4 * 0.3 / math.sqrt(805)
+    assert drawn.std().item() == pytest.approx(0.3, rel=0.1)

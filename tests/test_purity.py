@@ -11,7 +11,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "gradlab"
-MATH_MODULES = ["activations", "inits", "losses", "measurement", "mlp", "optim", "stats", "theory", "train"]
+MATH_MODULES = ["activations", "inits", "jacobian", "layers", "losses", "measurement", "mlp", "optim", "stats",
+                "theory", "train"]
 ALLOWED_IMPORTS = {
     "torch",
     "gradlab",

@@ -37,6 +37,12 @@ class OptimizerConfig:
 
 
 @dataclass
+class JacobianConfig:
+    examples: int = 16  # fixed test examples whose d h^{depth-1} / d x is measured; 0 turns it off
+    every_epoch: bool = True  # false: at step 0 only
+
+
+@dataclass
 class LoggerConfig:
     mode: str = "offline"  # offline | online | disabled; the WANDB_MODE environment variable wins
     project: str = "gradlab"
@@ -50,6 +56,7 @@ class Config:
     activation: str = "sigmoid"
     init: str = "xavier_uniform"
     init_gain: float = 1.0
+    bias_std: float = 0.0  # sigma_b: biases start N(0, bias_std^2)
     arch: str = "plain"  # plain | residual
     residual_scale: float = 1.0  # alpha: h^l = h^{l-1} + alpha z^l
     norm: str = "none"  # none | layernorm | batchnorm
@@ -67,6 +74,7 @@ class Config:
     skip_completed: bool = False  # re-running a sweep: skip jobs whose record says completed
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    jacobian: JacobianConfig = field(default_factory=JacobianConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
@@ -99,7 +107,8 @@ def train_settings(cfg: DictConfig | Config) -> TrainSettings:
     opt = cfg.optimizer
     return TrainSettings(lr=cfg.lr, momentum=cfg.momentum, clip_grad_norm=cfg.clip_grad_norm, epochs=cfg.epochs,
                          batch_size=cfg.batch_size, log_every=cfg.log_every, optimizer=opt.name, beta1=opt.beta1,
-                         beta2=opt.beta2, eps=opt.eps)
+                         beta2=opt.beta2, eps=opt.eps, jacobian_examples=cfg.jacobian.examples,
+                         jacobian_every_epoch=cfg.jacobian.every_epoch)
 
 
 def validate_dataset(options: DatasetConfig | DictConfig) -> None:
@@ -149,6 +158,8 @@ def validate(cfg: DictConfig | Config) -> None:
     _at_least("log_every", cfg.log_every, 1)
     _at_least("replicas", cfg.replicas, 1)
     _at_least("init_gain", cfg.init_gain, 0, strict=True)
+    _at_least("bias_std", cfg.bias_std, 0)
+    _at_least("jacobian.examples", cfg.jacobian.examples, 0)
     if not 0 <= cfg.momentum < 1:
         raise ConfigError(f"momentum={cfg.momentum!r} is not allowed; expected a number in [0, 1)")
     if cfg.clip_grad_norm is not None:

@@ -23,6 +23,7 @@ from gradlab.measurement import Measurement
 from gradlab.mlp import MLP
 from gradlab.record import RunRecord, git_commit, library_versions
 from gradlab.sweeps import recorded_status
+from gradlab.theory import weight_scale
 from gradlab.tracking import NullLogger, WandbLogger, start_logger
 from gradlab.train import TrainResult, train
 
@@ -61,10 +62,23 @@ def prepare(cfg: DictConfig) -> Setup:
         raise ConfigError(f"norm='batchnorm' with batch_size={cfg.batch_size} leaves a last mini-batch of one of the "
                           f"{len(split.x_train)} training examples, which has no variance; choose another batch_size")
     net = MLP(sizes, cfg.activation, cfg.init, seed=cfg.seed, replicas=cfg.replicas, init_gain=cfg.init_gain,
-              device=cfg.device, arch=cfg.arch, residual_scale=cfg.residual_scale, norm=cfg.norm)
+              device=cfg.device, arch=cfg.arch, residual_scale=cfg.residual_scale, norm=cfg.norm, bias_std=cfg.bias_std)
     facts = {"layer_sizes": sizes, "loss_in_force": loss_name(cfg),
-             "input_q0_quantiles": input_length_quantiles(split.x_train)}
+             "input_q0_quantiles": input_length_quantiles(split.x_train),
+             "sigma_w2": [weight_scale(cfg.init, n_in, n_out, cfg.init_gain)
+                          for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)],
+             "sigma_b2": cfg.bias_std**2, "jacobian": jacobian_fact(cfg, sizes, len(split.x_test))}
     return Setup(net, loss, split, facts)
+
+
+def jacobian_fact(cfg: DictConfig, sizes: list[int], n_test: int) -> dict[str, Any]:
+    """What the record holds of J = d h^{depth-1} / d x, or why it holds none."""
+    if cfg.jacobian.examples == 0:
+        return {"examples": 0, "why_none": "jacobian.examples=0"}
+    if cfg.depth == 1:
+        return {"examples": 0, "why_none": "depth 1 has no hidden layer, so no input-output Jacobian"}
+    return {"examples": min(cfg.jacobian.examples, n_test), "shape": [sizes[-2], sizes[0]],
+            "every_epoch": cfg.jacobian.every_epoch, "mode": "evaluation (batch norm: running statistics)"}
 
 
 def discard(run_dir: Path) -> None:

@@ -30,6 +30,11 @@ def affine_forward(h: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, AffineCache
     return z, AffineCache(h, w)
 
 
+def affine_input_backward(dz: Tensor, cache: AffineCache) -> Tensor:
+    """dh = dz w^T alone: what a Jacobian needs, with no parameter gradients."""
+    return torch.matmul(dz, cache.w.mT)
+
+
 def affine_backward(dz: Tensor, cache: AffineCache, input_grad: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
     """(dh, dw, db) from dz = dL/dz: dw = h^T dz, db = sum over the batch of dz, dh = dz w^T (None if not asked)."""
     dw = torch.matmul(cache.h.mT, dz)  # (..., fan_in, fan_out)
@@ -39,10 +44,11 @@ def affine_backward(dz: Tensor, cache: AffineCache, input_grad: bool = True) -> 
 
 
 class NormCache(NamedTuple):
-    xhat: Tensor  # the normalized input, (..., B, n)
-    inv_std: Tensor  # 1 / sqrt(var + eps), reduced over `dim` (kept as size 1)
+    xhat: Tensor | None  # the normalized input, (..., B, n); None with fixed statistics
+    inv_std: Tensor  # 1 / sqrt(var + eps), reduced over `dim` (kept as size 1), or per unit when fixed
     gamma: Tensor
     dim: int
+    fixed: bool = False  # the statistics are constants (batch norm's running ones): u is affine in z
 
 
 def per_unit(p: Tensor) -> Tensor:
@@ -67,6 +73,8 @@ def normalize_backward(du: Tensor, cache: NormCache) -> tuple[Tensor, Tensor, Te
     g = du * gamma = dL/dxhat gives dz = s (g - mean(g) - xhat * mean(g * xhat)), means over `dim`.
     gamma and beta are per unit: their gradients sum over the batch whatever `dim` is.
     """
+    if cache.fixed:  # u = gamma * (z - running_mean) * inv_std + beta: the input gradient only (evaluation)
+        return du * per_unit(cache.gamma * cache.inv_std), None, None
     g = du * per_unit(cache.gamma)
     dim = cache.dim
     dz = cache.inv_std * (g - g.mean(dim, keepdim=True) - cache.xhat * (g * cache.xhat).mean(dim, keepdim=True))
@@ -82,10 +90,13 @@ def update_running(running_mean: Tensor, running_var: Tensor, z: Tensor) -> None
     running_var.lerp_(var, RUNNING_MOMENTUM)
 
 
-def normalize_running(z: Tensor, gamma: Tensor, beta: Tensor, running_mean: Tensor, running_var: Tensor) -> Tensor:
+def normalize_running(
+    z: Tensor, gamma: Tensor, beta: Tensor, running_mean: Tensor, running_var: Tensor
+) -> tuple[Tensor, NormCache]:
     """Batch norm at evaluation: u = gamma * (z - running_mean) / sqrt(running_var + eps) + beta."""
-    scale = gamma * torch.rsqrt(running_var + NORM_EPS)
-    return per_unit(scale) * (z - per_unit(running_mean)) + per_unit(beta)
+    inv_std = torch.rsqrt(running_var + NORM_EPS)
+    u = per_unit(gamma * inv_std) * (z - per_unit(running_mean)) + per_unit(beta)
+    return u, NormCache(None, inv_std, gamma, -2, fixed=True)
 
 
 class Norm(NamedTuple):

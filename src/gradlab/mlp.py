@@ -25,6 +25,7 @@ from gradlab.layers import (
     NormCache,
     affine_backward,
     affine_forward,
+    affine_input_backward,
     normalize_backward,
     normalize_forward,
     normalize_running,
@@ -50,8 +51,9 @@ class MLP:
     """weights[l-1] is W^l, (fan_in, fan_out); biases[l-1] is b^l, (fan_out,); norm_weights[l-1] and
     norm_biases[l-1] are gamma^l and beta^l of layer l's norm, (width,), or None where layer l has none:
     in a plain net the norm of z^l (l = 1..depth-1), in a residual net n^l at the input of l's branch
-    (l = 2..depth). Replica r draws from generators[r], seeded seed + r; with replicas > 1 every tensor
-    has a leading replica dimension. The generators go on to draw each replica's data order (train).
+    (l = 2..depth). Biases start at 0, or N(0, bias_std^2). Replica r draws from generators[r], seeded
+    seed + r; with replicas > 1 every tensor has a leading replica dimension. The generators go on to draw
+    each replica's data order (train).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class MLP:
         arch: str = "plain",
         residual_scale: float = 1.0,
         norm: str = "none",
+        bias_std: float = 0.0,
     ) -> None:
         check_architecture(sizes, replicas, arch, norm)
         self.replicas, self.arch, self.residual_scale, self.norm_name = replicas, arch, residual_scale, norm
@@ -81,6 +84,9 @@ class MLP:
             w = torch.stack([init_gain * sample(fan_in, fan_out, gen, dtype) for gen in self.generators])
             self.weights.append((w if self.batched else w[0]).to(device))
             self.biases.append(torch.zeros((*lead, fan_out), dtype=dtype, device=device))
+        if bias_std:  # drawn after every weight, so bias_std changes the biases and leaves the weights as they were
+            self.biases = [torch.stack([bias_std * torch.randn(b.shape[-1], generator=gen, dtype=dtype)
+                                        for gen in self.generators]).reshape(b.shape).to(device) for b in self.biases]
         normed = norm_layers(self.depth, arch) if norm != "none" else []
         units = {l: self.sizes[l] if arch == "plain" else self.sizes[l - 1] for l in normed}  # z^l's or h^{l-1}'s
         self.norm_weights = [torch.ones((*lead, units[l]), dtype=dtype, device=device) if l in units else None
@@ -115,7 +121,7 @@ class MLP:
             return z, None
         norm = NORMS[self.norm_name]
         if norm.running and not training:
-            return normalize_running(z, gamma, beta, self.running_means[l - 1], self.running_vars[l - 1]), None
+            return normalize_running(z, gamma, beta, self.running_means[l - 1], self.running_vars[l - 1])
         if norm.running:
             update_running(self.running_means[l - 1], self.running_vars[l - 1], z)
         return normalize_forward(z, gamma, beta, norm.dim)
@@ -163,23 +169,54 @@ class MLP:
         self.deltas = [None] * self.depth
         dz, stream = dlogits, None  # stream: dL/dh^l of the residual stream
         for l in range(self.depth, 0, -1):
-            cache = self.caches[l - 1]
             self.deltas[l - 1] = dz
-            dh, d_weights[l - 1], d_biases[l - 1] = affine_backward(dz, cache.affine, input_grad=l > 1)
-            if l == 1:
-                break
-            below = self.caches[l - 2] if self.arch == "plain" else cache  # whose phi and norm dh goes back through
-            du = dh * self.activation.grad(below.u)
-            dz_norm, gamma_layer = du, l - 1 if self.arch == "plain" else l
-            if below.norm is not None:
-                dz_norm, d_gammas[gamma_layer - 1], d_betas[gamma_layer - 1] = normalize_backward(du, below.norm)
-            if self.arch == "plain":
-                dz = dz_norm
-            else:
-                stream = dz_norm if stream is None else stream + dz_norm  # dL/dh^{l-1}
-                dz = stream if l == 2 else self.residual_scale * stream
+            dh, d_weights[l - 1], d_biases[l - 1] = affine_backward(dz, self.caches[l - 1].affine, input_grad=l > 1)
+            if l > 1:
+                dz, stream, norm_grads = self.below(l, dh, stream)
+                owner = l - 1 if self.arch == "plain" else l  # the layer whose norm dh went back through
+                d_gammas[owner - 1], d_betas[owner - 1] = norm_grads
         present = [l for l in range(self.depth) if self.norm_weights[l] is not None]
         return [*d_weights, *d_biases, *[d_gammas[l] for l in present], *[d_betas[l] for l in present]]
+
+    def below(self, l: int, dh: Tensor, stream: Tensor | None) -> tuple[Tensor, Tensor | None, tuple]:
+        """From dh = dL/d(the input of layer l's affine map) to dz^{l-1}: back through phi and the norm between
+        them. Returns (dz^{l-1}, the residual stream's dL/dh^{l-1} or None, (dgamma, dbeta) of that norm)."""
+        cache = self.caches[l - 2] if self.arch == "plain" else self.caches[l - 1]
+        du = dh * self.activation.grad(cache.u)
+        dz, norm_grads = du, (None, None)
+        if cache.norm is not None:
+            dz, *norm_grads = normalize_backward(du, cache.norm)
+        if self.arch == "plain":
+            return dz, None, tuple(norm_grads)
+        stream = dz if stream is None else stream + dz  # dL/dh^{l-1}: the branch's share, plus the skip's
+        return (stream if l == 2 else self.residual_scale * stream), stream, tuple(norm_grads)
+
+    def input_jacobian(self, x: Tensor) -> Tensor:
+        """J(x) = d h^{depth-1} / d x per example, in evaluation mode: (..., B, width, n_in) for x (..., B, n_in).
+
+        Back-propagates each unit vector of h^{depth-1} at once (a leading axis of `width`) through the
+        hidden layers with the hand-written backward; batch norm uses its running statistics, so each
+        example's J depends on that example alone. Needs depth >= 2.
+        """
+        if self.depth < 2:
+            raise ValueError("depth 1 has no hidden layer, so no input-output Jacobian")
+        self.caches = []
+        h = x
+        for l in range(1, self.depth):
+            h, cache = self.layer_forward(l, h, training=False)
+            self.caches.append(cache)
+        width = h.shape[-1]
+        eye = torch.eye(width, dtype=h.dtype, device=h.device)
+        dh = eye.reshape(width, *[1] * (h.dim() - 1), width).expand(width, *h.shape)  # (width, ..., B, width)
+        dz, stream = (dh, None) if self.arch == "plain" else (dh if self.depth == 2 else self.residual_scale * dh, dh)
+        if self.arch == "plain":
+            dz, _, _ = self.below(self.depth, dh, None)
+        for l in range(self.depth - 1, 0, -1):
+            dh = affine_input_backward(dz, self.caches[l - 1].affine)
+            if l > 1:
+                dz, stream, _ = self.below(l, dh, stream)
+        self.caches = []  # an evaluation pass: nothing for backward()
+        return dh.movedim(0, -2)  # (..., B, width, n_in)
 
 
 def norm_layers(depth: int, arch: str) -> list[int]:

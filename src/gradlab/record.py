@@ -1,4 +1,4 @@
-"""The run record: tidy metrics.parquet and summary.json in the job's folder, written atomically."""
+"""The run record: tidy metrics.parquet, jacobian.parquet and summary.json in the job's folder, written atomically."""
 
 import json
 import math
@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gradlab.train import Measurement
+from gradlab.measurement import Measurement
 
 METRICS_SCHEMA = pa.schema(
     [
@@ -22,6 +22,15 @@ METRICS_SCHEMA = pa.schema(
         ("layer", pa.int64()),  # null for whole-network metrics
         ("name", pa.string()),
         ("value", pa.float64()),
+    ]
+)
+JACOBIAN_SCHEMA = pa.schema(
+    [
+        ("replica", pa.int64()),
+        ("step", pa.int64()),
+        ("example", pa.int64()),  # which of the fixed test examples
+        ("index", pa.int64()),  # 0 = the largest singular value
+        ("singular_value", pa.float64()),
     ]
 )
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
@@ -69,76 +78,83 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-class RunRecord:
-    """Collects measurements and writes them to run_dir as long rows, in O(rows) over the whole run.
+class PartedTable:
+    """One Parquet table written in O(rows): while it grows, `path` is a dataset folder, each flush adding a
+    part with the rows since the last (pd.read_parquet and pq.read_table read the folder as one table), so a
+    SIGKILL loses at most the rows after the last flush; close() replaces the folder with one file."""
 
-    While the run goes, metrics.parquet is a Parquet dataset folder: each flush adds one part with the rows
-    measured since the last (pd.read_parquet and pq.read_table read the folder as one table), so a SIGKILL
-    loses at most what came after the last flush. close() replaces the folder with one file.
-    Each measurement is kept whole (one list.append), so a signal arriving mid-way never leaves
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path, self.schema = path, schema
+        self.pending: list[tuple] = []
+        self.parts = 0
+        if path.is_dir():  # an earlier run of this job (one being re-run)
+            shutil.rmtree(path)
+        path.unlink(missing_ok=True)
+
+    def flush(self) -> None:
+        """Write the rows added since the last flush as the folder's next part."""
+        if not self.pending and self.parts:
+            return
+        columns = list(zip(*self.pending, strict=True)) if self.pending else [[] for _ in self.schema.names]
+        table = pa.table(dict(zip(self.schema.names, columns, strict=True)), schema=self.schema)
+        self.path.mkdir(exist_ok=True)
+        write_atomically(self.path / f"part-{self.parts:05d}.parquet", lambda tmp: pq.write_table(table, tmp))
+        self.pending, self.parts = [], self.parts + 1
+
+    def close(self) -> None:
+        """Flush, then write the parts as one file in place of the folder."""
+        self.flush()
+        table = pq.read_table(self.path, schema=self.schema)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        pq.write_table(table, tmp)
+        parts = self.path.with_name(f".{self.path.name}.parts")
+        shutil.rmtree(parts, ignore_errors=True)
+        os.replace(self.path, parts)  # a folder cannot be renamed over: move it aside, then drop it
+        os.replace(tmp, self.path)
+        shutil.rmtree(parts, ignore_errors=True)
+
+
+class RunRecord:
+    """Takes measurements and writes them to run_dir as long rows: metrics.parquet, and jacobian.parquet
+    for the measurements that carry a Jacobian spectrum. Both are flushed at every epoch's end.
+
+    Each measurement's rows are added whole (one list.extend), so a signal arriving mid-way never leaves
     the columns misaligned: the record written from a `finally` is always consistent.
     """
 
     def __init__(self, run_dir: Path) -> None:
-        """A new record for the job in run_dir; metrics of an earlier run there (one being re-run) are removed."""
+        """A new record for the job in run_dir; the tables of an earlier run there (one being re-run) are removed."""
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / "metrics.parquet"
-        self.measurements: list[Measurement] = []
-        self.flushed = 0  # measurements already in a part
-        self.parts = 0
-        if self.path.is_dir():
-            shutil.rmtree(self.path)
-        self.path.unlink(missing_ok=True)
+        self.metrics = PartedTable(self.run_dir / "metrics.parquet", METRICS_SCHEMA)
+        self.jacobian = PartedTable(self.run_dir / "jacobian.parquet", JACOBIAN_SCHEMA)
+        self.last_step = 0
+        self.found: dict[int, dict[str, float]] = {}  # per replica, the last value of each whole-network metric
 
-    def append(self, measurement: Measurement) -> None:
-        self.measurements.append(measurement)
-        if measurement.epoch_end:
+    def append(self, m: Measurement) -> None:
+        self.metrics.pending.extend((m.replica, m.step, m.epoch, layer, name, value) for layer, name, value in m.rows)
+        if m.spectrum is not None:
+            self.jacobian.pending.extend((m.replica, m.step, example, index, value)
+                                         for example, values in enumerate(m.spectrum)
+                                         for index, value in enumerate(values))
+        self.last_step = m.step
+        self.found.setdefault(m.replica, {}).update((name, value) for layer, name, value in m.rows if layer is None)
+        if m.epoch_end:
             self.flush()
 
-    @property
-    def last_step(self) -> int:
-        return self.measurements[-1].step if self.measurements else 0
-
     def latest(self) -> dict[int, dict[str, float]]:
-        """Per replica, the last value of each whole-network metric; one pass over the record."""
-        found: dict[int, dict[str, float]] = {}
-        for m in self.measurements:
-            found.setdefault(m.replica, {}).update((name, value) for layer, name, value in m.rows if layer is None)
-        return found
-
-    def table(self, start: int = 0) -> pa.Table:
-        """The measurements from index `start` on, as long rows."""
-        rows = [
-            (m.replica, m.step, m.epoch, layer, name, value)
-            for m in self.measurements[start:] for layer, name, value in m.rows
-        ]
-        columns = list(zip(*rows, strict=True)) if rows else [[] for _ in METRICS_SCHEMA.names]
-        return pa.table(dict(zip(METRICS_SCHEMA.names, columns, strict=True)), schema=METRICS_SCHEMA)
+        """Per replica, the last value of each whole-network metric."""
+        return self.found
 
     def flush(self) -> None:
-        """Write the measurements not yet written as the folder's next part."""
-        count = len(self.measurements)
-        if count == self.flushed and self.parts:
-            return
-        table = self.table(self.flushed)
-        self.path.mkdir(exist_ok=True)
-        write_atomically(self.path / f"part-{self.parts:05d}.parquet", lambda tmp: pq.write_table(table, tmp))
-        self.flushed, self.parts = count, self.parts + 1
+        self.metrics.flush()
+        if self.jacobian.pending or self.jacobian.parts:
+            self.jacobian.flush()
 
     def close(self) -> None:
-        """Write the whole record as one metrics.parquet file in place of the folder of parts."""
-        table = self.table()
-        tmp = self.run_dir / ".metrics.parquet.tmp"
-        pq.write_table(table, tmp)
-        if self.path.is_dir():
-            parts = self.run_dir / ".metrics.parquet.parts"
-            shutil.rmtree(parts, ignore_errors=True)
-            os.replace(self.path, parts)  # a folder cannot be renamed over: move it aside, then drop it
-            os.replace(tmp, self.path)
-            shutil.rmtree(parts, ignore_errors=True)
-        else:
-            os.replace(tmp, self.path)
-        self.flushed = len(self.measurements)
+        """Each table as one file; jacobian.parquet only when some measurement carried a spectrum."""
+        self.metrics.close()
+        if self.jacobian.pending or self.jacobian.parts:
+            self.jacobian.close()
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """summary.json as strict JSON: NaN and infinities are written as null."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
+from gradlab.jacobian import jacobian_rows, singular_values
 from gradlab.losses import Loss
 from gradlab.measurement import Block, Measurement, block, concat
 from gradlab.mlp import MLP
@@ -41,6 +42,8 @@ class TrainSettings:
     beta1: float = 0.9  # adam
     beta2: float = 0.999  # adam
     eps: float = 1e-8  # adam
+    jacobian_examples: int = 0  # the first this many test examples: J's spectrum at step 0 and epoch ends
+    jacobian_every_epoch: bool = True  # False: at step 0 only
 
 
 class TrainResult(NamedTuple):
@@ -69,6 +72,15 @@ def evaluation_rows(net: MLP, loss: Loss, split: Split) -> Block:
     return block(keys, [train_loss, train_accuracy, test_loss, test_accuracy])
 
 
+def closing_rows(net: MLP, loss: Loss, split: Split, jacobian_x: Tensor | None) -> tuple[Block, Tensor | None]:
+    """The full-set evaluation and, given fixed examples, the Jacobian's rows and spectra (R, B, k)."""
+    rows = evaluation_rows(net, loss, split)
+    if jacobian_x is None:
+        return rows, None
+    spectra = singular_values(net, jacobian_x).reshape(net.replicas, len(jacobian_x), -1)
+    return concat(rows, jacobian_rows(spectra)), spectra
+
+
 class Run:
     """The state of one training run: which replicas still train, and where measurements go."""
 
@@ -79,10 +91,12 @@ class Run:
     def alive(self) -> list[int]:
         return [r for r, at in enumerate(self.diverged_at) if at is None]
 
-    def emit(self, step: int, epoch: int, measured: Block, epoch_end: bool, replicas: list[int]) -> None:
+    def emit(self, step: int, epoch: int, measured: Block, spectra: Tensor | None = None, *, epoch_end: bool,
+             replicas: list[int]) -> None:
         floats = measured.per_replica()
+        spectra = spectra.tolist() if spectra is not None else [None] * len(floats)  # (R, B, k): one sync
         for r in replicas:
-            self.on_measure(Measurement(step, epoch, floats[r], epoch_end, r))
+            self.on_measure(Measurement(step, epoch, floats[r], epoch_end, r, spectra[r]))
 
     def mark_diverged(self, step: int, finite: Tensor) -> list[int]:
         """Record each live replica whose loss or gradient went non-finite at this step; returns them."""
@@ -145,7 +159,8 @@ def train(net: MLP, loss: Loss, split: Split, settings: TrainSettings,
     epochs, batch_size = settings.epochs, settings.batch_size
     run = Run(net, OPTIMIZERS[settings.optimizer](net.parameters(), settings), on_measure)
     step = 0
-    run.emit(0, 0, evaluation_rows(net, loss, split), True, run.alive())
+    fixed = split.x_test[: settings.jacobian_examples] if settings.jacobian_examples and net.depth > 1 else None
+    run.emit(0, 0, *closing_rows(net, loss, split, fixed), epoch_end=True, replicas=run.alive())
     for epoch in range(max(epochs, 1)):  # epochs=0 still measures the first mini-batch at init
         orders = torch.stack([torch.randperm(len(split.x_train), generator=g) for g in net.generators])
         orders = (orders if net.batched else orders[0]).to(split.x_train.device)  # (R, N) or (N,)
@@ -157,7 +172,8 @@ def train(net: MLP, loss: Loss, split: Split, settings: TrainSettings,
             dead = run.mark_diverged(step, finite) if not bool(finite.all()) else []
             updates = step_updates(run.optimizer, g, settings.clip_grad_norm)
             if step % settings.log_every == 0 or dead:
-                run.emit(step, epoch, step_rows(net, loss, g, y, updates), False, sorted(run.alive() + dead))
+                run.emit(step, epoch, step_rows(net, loss, g, y, updates), epoch_end=False,
+                         replicas=sorted(run.alive() + dead))
             if not run.alive():
                 return TrainResult("diverged", step, step, tuple(run.diverged_at))
             if epochs == 0:
@@ -165,8 +181,8 @@ def train(net: MLP, loss: Loss, split: Split, settings: TrainSettings,
             apply(run.optimizer, updates)
             run.freeze_diverged()
             step += 1
-        closing = evaluation_rows(net, loss, split)
-        run.emit(step, epoch, closing, True, run.alive())
+        closing, spectra = closing_rows(net, loss, split, fixed if settings.jacobian_every_epoch else None)
+        run.emit(step, epoch, closing, spectra, epoch_end=True, replicas=run.alive())
         losses = closing.values[[i for i, (_, name) in enumerate(closing.keys) if name.endswith("loss")]]
         run.mark_diverged(step, torch.isfinite(losses).all(0))
         run.freeze_diverged()
