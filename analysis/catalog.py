@@ -8,12 +8,17 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from analysis import figures_init, figures_signal, figures_training
+from analysis import figures_init, figures_jacobian, figures_signal, figures_trainability, figures_training
 from analysis.predict import NO_THEORY_FOR_NORMS
 from analysis.style import facet_grid, facet_wrap, no_data, ordered
 from gradlab.activations import ACTIVATIONS
 
 MAX_HEATMAP_PANELS = 12
+JACOBIAN_METRICS = ["jac_log_sv_mean", "jac_isometry"]
+NO_JACOBIAN = "no Jacobian measured: jacobian.examples=0, depth 1, or runs recorded before J was measured"
+AT_INIT_ONLY = "J measured at step 0 only (jacobian.every_epoch=false): its spectrum at init is figure 10"
+NO_GRID = ("no trainability map: it needs plain networks without a norm that sweep both depth and sigma_w^2 "
+           "(init, init_gain) at one activation and sigma_b^2")
 
 
 class Inputs(NamedTuple):
@@ -21,6 +26,8 @@ class Inputs(NamedTuple):
     metrics: pd.DataFrame  # tidy metrics with facets, swept keys and labels, and the delta_rms_predicted rows
     ratios: pd.DataFrame  # figure 4's measured and theory rows (figures_init.ratio_rows)
     config_keys: list[str]  # the runs' config columns (load.Sweep.config_keys)
+    spectra: pd.DataFrame | None = None  # J's singular values at init (load.Sweep.spectra)
+    trainability: pd.DataFrame | None = None  # figure 12's rows (trainability.trainability_rows)
 
 
 class FigureSpec(NamedTuple):
@@ -70,6 +77,36 @@ def signal_figure(inputs: Inputs, draw: Callable[[pd.DataFrame, Axes], None]) ->
     """Figure 9a or 9b over every run that measured its signal (records made before avg_var have none)."""
     rows = inputs.metrics[inputs.metrics.name.isin(figures_signal.SIGNAL_METRICS)]
     return facet_grid(rows, draw) if not rows.empty else no_data(figures_signal.NO_SIGNAL)
+
+
+def figure_10(inputs: Inputs) -> Figure:
+    spectra = inputs.spectra
+    if spectra is None or spectra.empty:
+        return no_data(figures_jacobian.NO_SPECTRA)
+    return facet_grid(spectra, figures_jacobian.spectrum_histograms)
+
+
+def jacobian_figure(inputs: Inputs, draw: Callable[[pd.DataFrame, Axes], None]) -> Figure:
+    """Figure 11a or 11b over every run that measured J more than once, on one y scale: the panels compare inits."""
+    rows = inputs.metrics[inputs.metrics.name.isin(JACOBIAN_METRICS)]
+    if rows.empty:
+        return no_data(NO_JACOBIAN)
+    if rows.step.nunique() < 2:
+        return no_data(AT_INIT_ONLY)
+    fig = facet_grid(rows, draw)
+    drawn = [ax for ax in fig.axes if ax.axison]
+    low, high = min(ax.get_ylim()[0] for ax in drawn), max(ax.get_ylim()[1] for ax in drawn)
+    for ax in drawn:
+        ax.set_ylim(low, high)
+    return fig
+
+
+def figure_12(inputs: Inputs) -> Figure:
+    rows = inputs.trainability
+    if rows is None or rows.empty:
+        return no_data(NO_GRID)
+    return facet_wrap(rows, figures_trainability.trainability_map, by="panel", ncols=2,
+                      title=lambda rows: rows.panel.iloc[0].replace("sigma_b^2", r"$\sigma_b^2$"))
 
 
 FIGURES = [
@@ -124,4 +161,25 @@ FIGURES = [
                "straight line on this log scale; the dashed residual branches alpha z follow it), while a plain "
                "network with a norm, or with SELU, keeps it flat and of order 1.",
                lambda i: signal_figure(i, figures_signal.var_profile)),
+    FigureSpec("10_jacobian_spectra", "10. Singular values of the input-output Jacobian at initialization",
+               "Read each panel's outlines from light (shallow) to dark (deep): a spectrum that stays piled up in the "
+               "gray band around s = 1 as depth grows is dynamical isometry (orthogonal weights at the edge of chaos), "
+               "while one that spreads over more decades with depth amplifies some input directions and crushes "
+               "others, as Gaussian weights and ReLU do (Pennington et al. 2017).",
+               figure_10),
+    FigureSpec("11a_jacobian_log_sv_mean", "11a. Mean log singular value of the Jacobian during training",
+               "Where a line starts is the network's average log gain from input to last hidden layer at init; watch "
+               "whether training pulls it toward 0 (the gray line, isometric on average) or leaves it decades below.",
+               lambda i: jacobian_figure(i, figures_jacobian.log_sv_mean_curves)),
+    FigureSpec("11b_jacobian_isometry", "11b. Share of the Jacobian's singular values within a factor 2 of 1",
+               "Near 1 means every input direction reaches the last hidden layer within a factor 2 (dynamical "
+               "isometry), near 0 that almost all are amplified or crushed further; compare how the lines move with "
+               "training.",
+               lambda i: jacobian_figure(i, figures_jacobian.isometry_curves)),
+    FigureSpec("12_trainability", "12. Trainability against the depth scale of signal propagation",
+               "Cells below the white 6 xi_c curve should train and cells above it should not (Schoenholz et al. "
+               "2017), the deepest trainable networks sitting at the dashed edge of chaos; red outlines mark cells on "
+               "the other side of the curve than predicted (trainable: test accuracy above chance plus half the way "
+               "to the panel's best cell).",
+               figure_12),
 ]

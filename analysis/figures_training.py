@@ -13,9 +13,17 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from analysis.series import describe, setting_keys, swept_keys
-from analysis.style import by_series, draw_series, init_style, say_empty, series_color, small_legend
+from analysis.style import (
+    by_series,
+    draw_series,
+    init_style,
+    mark_divergence,
+    say_empty,
+    series_color,
+    small_legend,
+)
 
-UPDATE_RATIO_GUIDE = 1e-3  # the usual rule of thumb for a healthy lr * ||dW|| / ||W|| per step
+UPDATE_RATIO_GUIDE = 1e-3  # the usual rule of thumb for a healthy ||Delta W|| / ||W|| per step
 MAX_LAYER_LINES = 8
 
 
@@ -48,9 +56,7 @@ def loss_curves(df: pd.DataFrame, ax: Axes) -> None:
                     linewidth=1.6, label=series)
         draw_series(ax, rows[rows.name == "test_loss"], "step", log=True, color=color, linestyle=style,
                     linewidth=0.9, marker="o", markersize=3)
-    diverged = df[(df.status == "diverged") & (df.name == "batch_loss") & np.isfinite(df.value)]
-    ends = diverged.sort_values("step").groupby("run").tail(1)
-    ax.scatter(ends.step, ends.value, marker="X", s=60, color="crimson", zorder=5)
+    diverged = mark_divergence(ax, df[df.name == "batch_loss"])
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("cross-entropy loss")
@@ -58,7 +64,7 @@ def loss_curves(df: pd.DataFrame, ax: Axes) -> None:
     handles += [Line2D([], [], color="gray", linewidth=1.6), Line2D([], [], color="gray", linewidth=0.9, marker="o",
                                                                    markersize=3)]
     labels += ["train (mini-batch)", "test (full set)"]
-    if len(ends):
+    if diverged:
         handles.append(Line2D([], [], color="crimson", marker="X", linestyle="none", markersize=7))
         labels.append("diverged here")
     ax.legend(handles, labels, fontsize="x-small", framealpha=0.8)
@@ -140,7 +146,7 @@ def act_std_profile(df: pd.DataFrame, ax: Axes) -> None:
 
 
 def update_ratio_curves(df: pd.DataFrame, ax: Axes) -> None:
-    """Figure 8: lr * ||dW|| / ||W|| per layer against step for one configuration, with the 1e-3 guide."""
+    """Figure 8: ||Delta W|| / ||W||, the step the optimizer takes, per layer against step, with the 1e-3 guide."""
     rows = df[(df.name == "update_ratio") & (df.value > 0) & np.isfinite(df.value)]
     if rows.empty:
         say_empty(ax)
@@ -155,5 +161,5 @@ def update_ratio_curves(df: pd.DataFrame, ax: Axes) -> None:
     ax.axhline(UPDATE_RATIO_GUIDE, color="gray", linestyle="--", linewidth=1, label="1e-3 guide")
     ax.set_yscale("log")
     ax.set_xlabel("training step")
-    ax.set_ylabel("update ratio lr·||dW|| / ||W||")
+    ax.set_ylabel("update ratio ||ΔW|| / ||W||")
     small_legend(ax)

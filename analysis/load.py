@@ -2,8 +2,9 @@
 
 A run is a job folder, or one replica of a job that trains replicas (its seed is the config's seed + replica).
 Its row holds every key of its .hydra/config.yaml (dotted names: dataset.kind), the summary, and the facts the
-job recorded about its network and data (layer_sizes, loss_in_force, input_q0_quantiles) for the theory.
-A job whose record cannot be read is skipped with one SkippedJob warning naming its folder.
+job recorded about its network and data (layer_sizes, loss_in_force, input_q0_quantiles, sigma_w2, sigma_b2) for
+the theory. A job whose record cannot be read is skipped with one SkippedJob warning naming its folder. The
+input-output Jacobian's spectra at init (jacobian.parquet, step 0 only) come along where a job recorded them.
 """
 
 import json
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 from tqdm import tqdm
@@ -24,7 +26,8 @@ from gradlab.record import STATUSES
 METRIC_COLUMNS = ["step", "epoch", "layer", "name", "value"]
 SUMMARY_COLUMNS = ["status", "steps", "diverged_at_step", "final_train_loss", "final_train_accuracy",
                    "final_test_loss", "final_test_accuracy", "wall_seconds"]  # fmt: skip
-FACT_COLUMNS = ["layer_sizes", "loss_in_force", "input_q0_quantiles"]  # as summary.json names them
+FACT_COLUMNS = ["layer_sizes", "loss_in_force", "input_q0_quantiles", "sigma_w2", "sigma_b2"]  # summary.json's names
+SPECTRUM_COLUMNS = ["replica", "singular_value"]  # what the spectra figure needs of jacobian.parquet, at step 0
 ALWAYS_IN_METRICS = ["depth", "activation", "init", "seed", "norm"]  # facets; seeds for the bands; norm: theory?
 
 
@@ -40,11 +43,16 @@ class NoRecordedFacts(UserWarning):
     """Runs whose summary.json predates the recorded layer sizes and input lengths: they get no theory."""
 
 
+class UnreadableSpectra(UserWarning):
+    """A job whose jacobian.parquet cannot be read: it is loaded without its spectra."""
+
+
 class Sweep(NamedTuple):
     runs: pd.DataFrame  # one row per run: run, job, replica, config columns, summary, facts, ratios, series labels
     metrics: pd.DataFrame  # tidy: run, step, epoch, layer, name, value, the facets, swept keys and series labels
     skipped: list[str]  # one line per job folder left out, naming it and why
     config_keys: list[str]  # every config key of the runs, dotted, in config order: runs' config columns
+    spectra: pd.DataFrame  # J's singular values at init: run, singular_value, the facets and series labels
 
 
 def is_job(path: Path) -> bool:
@@ -101,11 +109,14 @@ def recorded_list(value: object, kind: type | tuple[type, ...]) -> tuple | None:
 
 
 def read_facts(summary: dict) -> dict:
-    """What the job recorded about its network and data; None for a fact its summary lacks (older records)."""
-    loss = summary.get("loss_in_force")
+    """What the job recorded about its network and data; None for a fact its summary lacks (older records), but
+    sigma_b2, 0 before biases could be drawn."""
+    loss, sigma_b2 = summary.get("loss_in_force"), summary.get("sigma_b2", 0.0)
     return {"layer_sizes": recorded_list(summary.get("layer_sizes"), int),
             "loss_in_force": loss if isinstance(loss, str) else None,
-            "input_q0_quantiles": recorded_list(summary.get("input_q0_quantiles"), (int, float))}
+            "input_q0_quantiles": recorded_list(summary.get("input_q0_quantiles"), (int, float)),
+            "sigma_w2": recorded_list(summary.get("sigma_w2"), (int, float)),
+            "sigma_b2": float(sigma_b2) if isinstance(sigma_b2, int | float) else None}
 
 
 def read_metrics(job_dir: Path) -> pd.DataFrame:
@@ -124,12 +135,28 @@ def read_metrics(job_dir: Path) -> pd.DataFrame:
     return metrics
 
 
-def job_runs(job_dir: Path) -> tuple[list[str], list[dict], list[pd.DataFrame]]:
-    """The job's config keys, and one row and one metrics frame per run in its folder; raises BrokenJob."""
+def read_spectra(job_dir: Path) -> pd.DataFrame:
+    """J's singular values at step 0 (replica, singular_value) from jacobian.parquet: none where the job has no such
+    file (J not measured, or recorded before it was), and none, with a warning, where the file is unreadable."""
+    path = job_dir / "jacobian.parquet"
+    if not path.exists():
+        return pd.DataFrame(columns=SPECTRUM_COLUMNS)
+    try:  # filtered after reading: read_table(filters=...) takes 6 ms a file here, this 1 ms
+        table = pq.read_table(path, columns=["step", *SPECTRUM_COLUMNS])
+        return table.filter(pc.equal(table["step"], 0)).select(SPECTRUM_COLUMNS).to_pandas()
+    except Exception as error:  # pyarrow raises several types for a truncated or foreign file
+        warnings.warn(f"no Jacobian spectra for {job_dir}: jacobian.parquet is unreadable ({type(error).__name__})",
+                      UnreadableSpectra, stacklevel=2)
+        return pd.DataFrame(columns=SPECTRUM_COLUMNS)
+
+
+def job_runs(job_dir: Path) -> tuple[list[str], list[dict], list[pd.DataFrame], list[pd.DataFrame]]:
+    """The job's config keys, and per run in its folder one row, one metrics frame and one frame of J's singular
+    values at init; raises BrokenJob."""
     config, summary, metrics = read_config(job_dir), read_summary(job_dir), read_metrics(job_dir)
-    facts, replicas = read_facts(summary), config.get("replicas") or 1
+    facts, replicas, spectra = read_facts(summary), config.get("replicas") or 1, read_spectra(job_dir)
     per_replica = {r["replica"]: r for r in summary.get("replicas") or [] if isinstance(r, dict)}
-    rows, frames = [], []
+    rows, frames, spectrum_frames = [], [], []
     for replica in range(replicas):
         own = {**summary, **per_replica.get(replica, {})}
         if summary["status"] not in ("completed", "diverged"):
@@ -139,37 +166,40 @@ def job_runs(job_dir: Path) -> tuple[list[str], list[dict], list[pd.DataFrame]]:
                      "seed": (config.get("seed") or 0) + replica, **{k: own.get(k) for k in SUMMARY_COLUMNS},
                      **facts})
         frames.append(metrics.loc[metrics.replica == replica, METRIC_COLUMNS])
+        spectrum_frames.append(spectra.loc[spectra.replica == replica, ["singular_value"]])
     if all(frame.empty for frame in frames):
         raise BrokenJob("metrics.parquet holds no measurements")
-    return list(config), rows, frames
+    return list(config), rows, frames, spectrum_frames
 
 
 def load(roots: Iterable[Path], progress: bool | None = None) -> Sweep:
     """Every readable run below the roots; progress=None shows a bar on a terminal only."""
-    rows, frames, skipped, config_keys = [], [], [], {}
+    rows, frames, spectra, skipped, config_keys = [], [], [], [], {}
     bar = tqdm(find_jobs(roots), desc="loading runs", unit="job", disable=None if progress is None else not progress)
     for job_dir in bar:
         try:
-            job_keys, job_rows, job_frames = job_runs(job_dir)
+            job_keys, job_rows, job_frames, job_spectra = job_runs(job_dir)
         except BrokenJob as error:
             skipped.append(f"skipped {job_dir}: {error}")
             continue
         config_keys.update(dict.fromkeys(job_keys))  # a dict keeps the keys in their first job's order
-        for row, frame in zip(job_rows, job_frames, strict=True):
+        for row, frame, spectrum in zip(job_rows, job_frames, job_spectra, strict=True):
             row["run"] = len(rows)
             rows.append(row)
             frames.append(frame.assign(run=row["run"]))
+            spectra.append(spectrum.assign(run=row["run"]))
     for message in skipped:  # after the bar has closed, so each stays one clean line
         warnings.warn(message, SkippedJob, stacklevel=2)
     if not rows:
         raise FileNotFoundError(f"no readable runs in {', '.join(map(str, roots))}")
     warn_of_missing_facts(rows)
     metrics = pd.concat(frames, ignore_index=True)
-    runs = label_series(add_ratios(pd.DataFrame(rows), metrics), config_keys)
+    runs = label_series(add_learning_steps(add_ratios(pd.DataFrame(rows), metrics), metrics), config_keys)
     identity = dict.fromkeys([*ALWAYS_IN_METRICS, *swept_keys(runs, setting_keys(config_keys))])
     config = runs[["run", *identity, *LABELS, "status", "diverged_at_step"]]
     metrics = metrics.merge(config, on="run", how="left")
-    return Sweep(runs, metrics, skipped, list(config_keys))
+    spectra = pd.concat(spectra, ignore_index=True).astype({"singular_value": float, "run": int})
+    return Sweep(runs, metrics, skipped, list(config_keys), spectra.merge(config, on="run", how="left"))
 
 
 def warn_of_missing_facts(rows: list[dict]) -> None:
@@ -189,3 +219,13 @@ def add_ratios(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     ratios = (first / last).reindex(columns=["grad_norm", "delta_rms"])  # both, even for a run with no layers
     ratios = ratios.add_suffix("_ratio").rename_axis(columns=None).reset_index()
     return runs.merge(ratios, on="run", how="left")
+
+
+LEARNED_LOSS = 0.5  # "learned": the mini-batch loss below this (chance is ln 10 = 2.3 on ten classes)
+
+
+def add_learning_steps(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """learning_step: the first measured step whose mini-batch loss is below LEARNED_LOSS (Saxe et al. 2014's
+    learning time); empty for a run that never gets there."""
+    learned = metrics[(metrics.name == "batch_loss") & (metrics.value < LEARNED_LOSS)]
+    return runs.assign(learning_step=runs.run.map(learned.groupby("run").step.min()))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from analysis.predict import NO_THEORY_FOR_NORMS, STABLE_BAND
+from analysis.trainability import DEPTH_SCALES, TRAINABLE_SHARE
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; padding: 0 1em; color: #222; }
@@ -18,7 +19,7 @@ figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; 
 figcaption { font-size: 0.95em; color: #444; max-width: 60em; } .pair { display: flex; gap: 1em; flex-wrap: wrap; }
 .pair figure { flex: 1 1 600px; margin-top: 0; } code { background: #f5f5f5; padding: 0 0.2em; }
 """
-PAIRS = {("1", "2"), ("7", "7"), ("9", "9")}  # figures shown side by side, by their names' first character
+PAIRS = {("1", "2"), ("7a", "7b"), ("9a", "9b"), ("11a", "11b")}  # side by side, by the names' numbers
 
 
 def number(value: object) -> str:
@@ -65,15 +66,30 @@ def unfinished_runs(runs: pd.DataFrame) -> str:
     return f"<details><summary>Runs that did not complete ({len(rows)})</summary><ul>{items}</ul></details>"
 
 
+def trainability_section(agreement: pd.DataFrame | None) -> str:
+    """How many cells of each trainability map fall on the side of 6 xi_c the theory predicts; '' without a map."""
+    if agreement is None or agreement.empty:
+        return ""
+    return f"""<h3>Trainability against the theory (figure 12)</h3>
+<p>Each (sigma_w^2, depth) cell of a sweep is <b>trainable</b> when its test accuracy (mean over seeds that did
+not diverge) is above the <b>threshold</b>: chance plus {TRAINABLE_SHARE:.0%} of the way from chance to the best
+cell of its panel; a cell whose every seed diverged is not. It is <b>predicted trainable</b> when its depth is below
+{DEPTH_SCALES} xi_c, the correlation depth scale of mean-field theory at its sigma_w^2 and sigma_b^2 (Schoenholz
+et al. 2017); <b>compared</b> leaves out the cells where xi_c does not exist (the length grows without bound).
+<b>edge of chaos</b>: the sigma_w^2 where chi_1 = 1 (blank where there is none).</p>
+{findings_table(agreement)}"""
+
+
 def page(sources: Sequence[str], runs: pd.DataFrame, skipped: Sequence[str], table: pd.DataFrame,
-         figures: Sequence[tuple[str, str, str]]) -> str:
-    """The whole page; figures are (name, title, caption), side by side in PAIRS (1|2, 7a|7b, 9a|9b)."""
+         figures: Sequence[tuple[str, str, str]], agreement: pd.DataFrame | None = None) -> str:
+    """The whole page; figures are (name, title, caption), side by side in PAIRS (1|2, 7a|7b, 9a|9b, 11a|11b), and
+    the trainability agreement (trainability.agreement) under the findings when a sweep has a grid."""
     statuses = ", ".join(f"{count} {status}" for status, count in runs.status.value_counts().items())
     skipped_html = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in skipped)
     blocks, index = [], 0
     while index < len(figures):
-        name = figures[index][0]
-        pair = index + 1 < len(figures) and (name[:1], figures[index + 1][0][:1]) in PAIRS
+        number = figures[index][0].split("_")[0]
+        pair = index + 1 < len(figures) and (number, figures[index + 1][0].split("_")[0]) in PAIRS
         if pair:
             blocks.append(f'<div class="pair">{figure_block(*figures[index])}{figure_block(*figures[index + 1])}</div>')
             index += 2
@@ -101,6 +117,7 @@ a network with a norm layer: {NO_THEORY_FOR_NORMS}.
 falls by more than 10x every 10 layers), exploding when r &gt; {STABLE_BAND:.2f}, stable in between.
 Accuracy: final test accuracy, mean over seeds, diverged runs counted out.</p>
 {findings_table(table)}
+{trainability_section(agreement)}
 <h2>Figures</h2>
 <p>Colors: one per activation, lighter for the shallower (or smaller) configurations of a sweep. Line styles:
 one per init. Thin black lines: mean-field theory ({NO_THEORY_FOR_NORMS}). Bands: min to max over seeds.</p>

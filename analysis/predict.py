@@ -1,7 +1,8 @@
 """Predict: gradlab.theory's mean-field prediction beside the measurements, and the findings table.
 
 Per-layer ratios run toward the input: r_l = delta_rms(l) / delta_rms(l+1), below 1 when the signal vanishes.
-The theory reads what each run recorded in its summary (layer_sizes, input_q0_quantiles); it never reloads data.
+The theory reads what each run recorded in its summary (layer_sizes, input_q0_quantiles, sigma_b2); it never
+reloads data.
 Plain and residual networks (arch, residual_scale) have a theory; a normalized network (norm other than none) and
 a run without those facts (a record from before they were written) get no prediction, never a wrong one.
 """
@@ -33,6 +34,7 @@ class Architecture(NamedTuple):
     arch: str = "plain"
     residual_scale: float = 1.0
     norm: str = "none"
+    sigma_b2: float = 0.0
 
 
 def no_theory(network: Architecture) -> str | None:
@@ -49,13 +51,14 @@ def no_theory(network: Architecture) -> str | None:
 @functools.cache
 def predicted_profile(activation: str, init: str, init_gain: float, layer_sizes: tuple[int, ...] | None,
                       q0s: tuple[float, ...] | None, arch: str = "plain", residual_scale: float = 1.0,
-                      norm: str = "none") -> tuple[float, ...] | None:
+                      norm: str = "none", sigma_b2: float = 0.0) -> tuple[float, ...] | None:
     """log10 delta_rms(l) / delta_rms(depth), l = 1..depth, by mean-field theory; None where no_theory says why."""
-    network = Architecture(activation, init, init_gain, layer_sizes, q0s, arch, residual_scale, norm)
+    network = Architecture(activation, init, init_gain, layer_sizes, q0s, arch, residual_scale, norm, sigma_b2)
     if no_theory(network):
         return None
     return tuple(theory.log10_delta_rms_profile(list(network.layer_sizes), network.activation, network.init,
-                                                network.q0s, network.init_gain, network.arch, network.residual_scale))
+                                                network.q0s, network.init_gain, network.arch, network.residual_scale,
+                                                network.sigma_b2))
 
 
 def recorded(value: object) -> tuple | None:
@@ -69,11 +72,17 @@ def setting(run: pd.Series | tuple, key: str) -> object:
     return KEYS_ADDED_LATER[key] if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+def recorded_sigma_b2(run: pd.Series | tuple) -> float:
+    """The bias variance the run recorded; 0 for a run table or record from before biases could be drawn."""
+    value = getattr(run, "sigma_b2", None)
+    return 0.0 if value is None or math.isnan(value) else float(value)
+
+
 def architecture(run: pd.Series | tuple) -> Architecture:
     """The network a run trained, as the theory needs it."""
     return Architecture(run.activation, run.init, float(run.init_gain), recorded(run.layer_sizes),
                         recorded(run.input_q0_quantiles), str(setting(run, "arch")),
-                        float(setting(run, "residual_scale")), str(setting(run, "norm")))
+                        float(setting(run, "residual_scale")), str(setting(run, "norm")), recorded_sigma_b2(run))
 
 
 def predicted_profiles(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
@@ -183,7 +192,7 @@ def depth_curves(runs: pd.DataFrame) -> pd.DataFrame:
         sizes, depths = network.layer_sizes, list(range(2, max(int(group.depth.max()), 2) + 1))
         by_depth = theory.log10_first_to_last_ratios(sizes[0], int(known[0].width), sizes[-1], depths, activation,
                                                      init, network.q0s, network.init_gain, network.arch,
-                                                     network.residual_scale)
+                                                     network.residual_scale, network.sigma_b2)
         frames.append(pd.DataFrame({"activation": activation, "init": init, "curve": curve, "depth": depths,
                                     "log10_ratio": [by_depth[d] for d in depths]}))
     if frames:

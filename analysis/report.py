@@ -33,9 +33,10 @@ from analysis.predict import (  # noqa: E402
     predicted_bulk_ratio,
     predicted_profiles,
 )
+from analysis.trainability import agreement, trainability_rows  # noqa: E402
 from gradlab.sweeps import newest_sweep  # noqa: E402
 
-RATIO_COLUMNS = ["grad_norm_ratio", "delta_rms_ratio", "bulk_ratio", "predicted_bulk_ratio"]
+RATIO_COLUMNS = ["grad_norm_ratio", "delta_rms_ratio", "bulk_ratio", "predicted_bulk_ratio", "learning_step"]
 NOT_IN_CSV = ["input_q0_quantiles"]  # 16 numbers per run: the theory's input, in each summary.json
 DPI = 100
 
@@ -46,7 +47,8 @@ def analyse(sweeps: list[Path], progress: bool | None = None) -> tuple[Inputs, p
     runs = sweep.runs.assign(bulk_ratio=measured_bulk_ratios(sweep.runs, sweep.metrics))
     runs["predicted_bulk_ratio"] = [predicted_bulk_ratio(run) for run in runs.itertuples(index=False)]
     metrics = pd.concat([sweep.metrics, predicted_profiles(runs, sweep.metrics)], ignore_index=True)
-    inputs = Inputs(runs, metrics, ratio_rows(runs, depth_curves(runs)), sweep.config_keys)
+    inputs = Inputs(runs, metrics, ratio_rows(runs, depth_curves(runs)), sweep.config_keys, sweep.spectra,
+                    trainability_rows(runs, sweep.config_keys))
     return inputs, findings(runs, sweep.config_keys), sweep.skipped
 
 
@@ -70,7 +72,7 @@ def build(sweeps: list[Path], progress: bool | None = None) -> Path:
         plt.close(fig)
     inputs.runs[runs_csv_columns(inputs.config_keys)].to_csv(out / "runs.csv", index=False)
     html = page([str(s) for s in sweeps], inputs.runs, skipped, table,
-                [(spec.name, spec.title, spec.caption) for spec in FIGURES])
+                [(spec.name, spec.title, spec.caption) for spec in FIGURES], agreement(inputs.trainability))
     (out / "index.html").write_text(html, encoding="utf-8")
     return out / "index.html"
 

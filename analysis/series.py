@@ -12,16 +12,18 @@ import pandas as pd
 
 from gradlab.inits import INITS
 
-# Keys that say where a run's records go or how a sweep is re-run, never what is trained: W&B's mode, project
-# and entity (a copy of the metrics elsewhere), skip_completed (whether a re-run sweep retrains a job),
-# data_dir (where the same data set is read from) and device (the same float32 math on cpu or cuda, from the
-# same seeded CPU generator). Two seeds that differ only in these are seeds of one configuration.
-BOOKKEEPING_KEYS = ("logger", "skip_completed", "data_dir", "device")
+# Keys that say where a run's records go, what else is measured or how a sweep is re-run, never what is trained:
+# W&B's mode, project and entity (a copy of the metrics elsewhere), skip_completed (whether a re-run sweep
+# retrains a job), data_dir (where the same data set is read from), device (the same float32 math on cpu or cuda,
+# from the same seeded CPU generator) and jacobian.* (J of fixed test examples, in evaluation mode: it draws
+# nothing from the generators and updates nothing). Two seeds that differ only in these are seeds of one
+# configuration.
+BOOKKEEPING_KEYS = ("logger", "skip_completed", "data_dir", "device", "jacobian")
 SEED = "seed"
 # Config keys added after runs were first recorded, each with the one value every run had before it existed: a
-# record without the key ran with that value (a plain, unnormalized network trained by SGD), so it is filled in
-# and an old run is a seed of the same series as a new one that sets it.
-KEYS_ADDED_LATER = {"arch": "plain", "norm": "none", "residual_scale": 1.0, "optimizer.name": "sgd"}
+# record without the key ran with that value (a plain, unnormalized network trained by SGD, biases at 0), so it is
+# filled in and an old run is a seed of the same series as a new one that sets it.
+KEYS_ADDED_LATER = {"arch": "plain", "norm": "none", "residual_scale": 1.0, "optimizer.name": "sgd", "bias_std": 0.0}
 FACETS = ("activation", "init")  # the figures' rows and columns: in every panel title, never in a line's label
 LABELS = ["series", "line", "curve", "shade", "panel", "column", "column_order"]
 

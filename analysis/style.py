@@ -82,9 +82,18 @@ def by_series(df: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
 
 
 def say_empty(ax: Axes, message: str = "no finite values recorded") -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    """The message in the middle of the panel, broken into lines that fit it."""
+    ax.text(0.5, 0.5, textwrap.fill(message, TITLE_WIDTH), ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def mark_divergence(ax: Axes, df: pd.DataFrame) -> bool:
+    """A red cross at the last finite value of each diverged run in df (rows of one metric); whether any was drawn."""
+    diverged = df[(df.status == "diverged") & np.isfinite(df.value)]
+    ends = diverged.sort_values("step").groupby("run").tail(1)
+    ax.scatter(ends.step, ends.value, marker="X", s=60, color="crimson", zorder=5)
+    return len(ends) > 0
 
 
 def small_legend(ax: Axes, **kwargs: object) -> None:

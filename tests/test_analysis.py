@@ -14,7 +14,7 @@ import pytest
 
 from analysis import report
 from analysis.catalog import FIGURES
-from analysis.load import SkippedJob, load
+from analysis.load import SkippedJob, add_learning_steps, load
 from analysis.predict import bulk_layers, findings, fitted_ratio, measured_bulk_ratios, predicted_profiles, verdict
 from conftest import REPO, run_cli
 
@@ -187,3 +187,18 @@ def test_report_of_runs_without_per_layer_measurements_still_builds(sweeps: Path
     assert all((index.parent / src).exists() for src in image_sources(index))
     runs = pd.read_csv(index.parent / "runs.csv")
     assert len(runs) == 4 and runs.delta_rms_ratio.isna().all()
+
+
+def test_learning_step_is_the_first_step_below_the_loss_threshold(sweeps: Path):
+    runs = load([sweeps / "base"], progress=False).runs
+    for run in runs.itertuples(index=False):
+        batch = pd.read_parquet(Path(run.job_dir) / "metrics.parquet").query("name == 'batch_loss'").sort_values("step")
+        below = batch[batch.value < 0.5]
+        if below.empty:
+            assert pd.isna(run.learning_step)
+        else:
+            assert run.learning_step == below.step.iloc[0]
+    synthetic = pd.DataFrame({"run": [7, 7, 7, 7, 8], "step": [0, 5, 10, 15, 0], "name": "batch_loss",
+                              "value": [2.3, 0.6, 0.49, 0.3, 2.3]})
+    steps = add_learning_steps(pd.DataFrame({"run": [7, 8]}), synthetic).learning_step
+    assert steps.iloc[0] == 10 and pd.isna(steps.iloc[1])  # run 8 never gets below 0.5

@@ -12,7 +12,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "gradlab"
 MATH_MODULES = ["activations", "inits", "jacobian", "layers", "losses", "measurement", "mlp", "optim", "stats",
-                "theory", "train"]
+                "theory", "theory_depth", "train"]
 ALLOWED_IMPORTS = {
     "torch",
     "gradlab",

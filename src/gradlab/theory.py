@@ -1,9 +1,9 @@
 """Mean-field theory of signal propagation at init (Poole et al. 2016; Schoenholz et al. 2017).
 
-With weights of variance sigma_w^2 / fan_in and biases of variance sigma_b^2 (zero here), a wide layer's
-pre-activations are Gaussian with second moment q^l, given by the length map
+With weights of variance sigma_w^2 / fan_in and biases of variance sigma_b^2 (bias_std^2; 0 by default), a wide
+layer's pre-activations are Gaussian with second moment q^l, given by the length map
 
-    q^1 = sigma_w^2 q^0 (q^0: the input's mean squared feature),
+    q^1 = sigma_w^2 q^0 + sigma_b^2 (q^0: the input's mean squared feature),
     q^l = sigma_w^2 E_z[phi(sqrt(q^{l-1}) z)^2] + sigma_b^2,   z ~ N(0, 1),
 
 and the back-propagated signal shrinks or grows by sqrt(chi) per layer, chi = sigma_w^2 E_z[phi'(sqrt(q) z)^2]:
@@ -22,16 +22,17 @@ tests/test_theory.py checks the rule against Gauss-Hermite where that converges,
 against closed forms.
 
 Residual networks (arch="residual"; the reduced residual network of Yang and Schoenholz 2017, one linear map per
-block) carry the stream h^1 = z^1 = x W^1, h^l = h^{l-1} + alpha z^l with z^l = phi(h^{l-1}) W^l + b^l for
-l = 2..depth-1, and logits = phi(h^{depth-1}) W^depth. The branch is uncorrelated with the stream, so
+block) carry the stream h^1 = z^1 = x W^1 + b^1, h^l = h^{l-1} + alpha z^l with z^l = phi(h^{l-1}) W^l + b^l for
+l = 2..depth-1, and logits = phi(h^{depth-1}) W^depth + b^depth. The branch is uncorrelated with the stream, so
 
-    q^l = q^{l-1} + alpha^2 sigma_w^2 E_z[phi(sqrt(q^{l-1}) z)^2]   (q^l: the stream's length),
+    q^l = q^{l-1} + alpha^2 (sigma_w^2 E_z[phi(sqrt(q^{l-1}) z)^2] + sigma_b^2)   (q^l: the stream's length),
     ||dL/dh^{l-1}||^2 = ||dL/dh^l||^2 (1 + alpha^2 chi(q^{l-1})),   delta_rms(l) = alpha ||dL/dh^l|| (l = 2..depth-1),
 
 with chi(q^{depth-1}) of the readout's weights from the logits to h^{depth-1}, and delta_rms(1) = ||dL/dh^1||.
 Both architectures are one recursion over x^l, the input of the next phi (plain: z^l; residual: h^l):
 x^l = skip x^{l-1} + branch phi(x^{l-1}) W^l, delta_rms(l) = branch ||dL/dx^l||; a Block holds (skip, branch).
-Normalized networks (a norm layer before phi) have no theory here.
+Normalized networks (a norm layer before phi) have no theory here. Depth scales (q*, chi_1, xi_c, the edge of
+chaos) are in gradlab.theory_depth.
 """
 
 import math
@@ -71,10 +72,10 @@ def weight_scale(init: str, fan_in: int, fan_out: int, init_gain: float = 1.0) -
     return init_gain**2 * get_init(init).variance(fan_in, fan_out) * fan_in
 
 
-def length_map(activation: str, q: Length, sigma_w2: float) -> Length:
-    """q' = sigma_w^2 E_z[phi(sqrt(q) z)^2] (biases start at 0: sigma_b^2 = 0)."""
+def length_map(activation: str, q: Length, sigma_w2: float, sigma_b2: float = 0.0) -> Length:
+    """q' = sigma_w^2 E_z[phi(sqrt(q) z)^2] + sigma_b^2."""
     phi = get_activation(activation).fn
-    return sigma_w2 * gaussian_expectation(lambda u: phi(u) ** 2, q)
+    return sigma_w2 * gaussian_expectation(lambda u: phi(u) ** 2, q) + sigma_b2
 
 
 def chi(activation: str, q: Length, sigma_w2: float) -> Length:
@@ -110,32 +111,38 @@ def layer_scales(sizes: Sequence[int], init: str, init_gain: float = 1.0) -> lis
 
 
 def stream_lengths(sizes: Sequence[int], activation: str, init: str, q0: Length, init_gain: float = 1.0,
-                   arch: str = "plain", residual_scale: float = 1.0) -> list[Length]:
+                   arch: str = "plain", residual_scale: float = 1.0, sigma_b2: float = 0.0) -> list[Length]:
     """[q^1, ..., q^{depth-1}]: the length of x^l, what phi reads next (plain: z^l; residual: the stream h^l).
 
-    q^1 = sigma_w^2 q^0 and q^l = skip^2 q^{l-1} + branch^2 sigma_w^2 E[phi(sqrt(q^{l-1}) z)^2]: a residual
-    stream grows by 1 + alpha^2 sigma_w^2 E[phi^2] / q per block (1 + alpha^2 for ReLU with kaiming init).
+    q^1 = sigma_w^2 q^0 + sigma_b^2 and q^l = skip^2 q^{l-1} + branch^2 (sigma_w^2 E[phi(sqrt(q^{l-1}) z)^2] +
+    sigma_b^2): a residual stream grows by 1 + alpha^2 sigma_w^2 E[phi^2] / q per block (1 + alpha^2 for ReLU
+    with kaiming init and no bias).
     """
     block, scales = get_block(arch, residual_scale), layer_scales(sizes, init, init_gain)
-    lengths = [scales[0] * q0]  # x^1 = z^1 = x W^1 + b^1: no activation before the first layer
+    lengths = [scales[0] * q0 + sigma_b2]  # x^1 = z^1 = x W^1 + b^1: no activation before the first layer
     for sigma_w2 in scales[1:-1]:
-        lengths.append(block.skip**2 * lengths[-1] + block.branch**2 * length_map(activation, lengths[-1], sigma_w2))
+        branch = length_map(activation, lengths[-1], sigma_w2, sigma_b2)
+        lengths.append(block.skip**2 * lengths[-1] + block.branch**2 * branch)
     return lengths[: len(sizes) - 2]
 
 
 def preactivation_lengths(
-    sizes: Sequence[int], activation: str, init: str, q0: Length, init_gain: float = 1.0
+    sizes: Sequence[int], activation: str, init: str, q0: Length, init_gain: float = 1.0, sigma_b2: float = 0.0
 ) -> list[Length]:
     """[q^1, ..., q^depth] for a plain MLP with layer sizes `sizes` fed inputs of mean squared feature q0."""
-    lengths, sigma_w2 = stream_lengths(sizes, activation, init, q0, init_gain), layer_scales(sizes, init, init_gain)
-    return [*lengths, length_map(activation, lengths[-1], sigma_w2[-1])] if lengths else [sigma_w2[0] * q0]
+    lengths = stream_lengths(sizes, activation, init, q0, init_gain, sigma_b2=sigma_b2)
+    sigma_w2 = layer_scales(sizes, init, init_gain)
+    if not lengths:
+        return [sigma_w2[0] * q0 + sigma_b2]
+    return [*lengths, length_map(activation, lengths[-1], sigma_w2[-1], sigma_b2)]
 
 
 def hidden_second_moments(sizes: Sequence[int], activation: str, init: str, q0s: Sequence[float] | Tensor,
-                          init_gain: float = 1.0, arch: str = "plain", residual_scale: float = 1.0) -> list[float]:
+                          init_gain: float = 1.0, arch: str = "plain", residual_scale: float = 1.0,
+                          sigma_b2: float = 0.0) -> list[float]:
     """[mean over inputs of E[(h^l)^2], l = 1..depth-1]: avg_sq_mean + avg_var of a wide network at init."""
     q0 = torch.as_tensor(q0s, dtype=torch.float64).reshape(-1)
-    lengths = stream_lengths(sizes, activation, init, q0, init_gain, arch, residual_scale)
+    lengths = stream_lengths(sizes, activation, init, q0, init_gain, arch, residual_scale, sigma_b2)
     if get_block(arch, residual_scale).outputs_phi:
         lengths = [length_map(activation, q, 1.0) for q in lengths]
     return [float(q.mean()) for q in lengths]
@@ -147,10 +154,10 @@ def stream_gain(block: Block, activation: str, q: Length, sigma_w2: float) -> Le
 
 
 def delta_rms_ratios(sizes: Sequence[int], activation: str, init: str, q0: float, init_gain: float = 1.0,
-                     arch: str = "plain", residual_scale: float = 1.0) -> list[float]:
+                     arch: str = "plain", residual_scale: float = 1.0, sigma_b2: float = 0.0) -> list[float]:
     """[delta_rms(l) / delta_rms(l+1) for l = 1..depth-1]: plain sqrt(chi) with layer l+1's weights at q^l."""
     block, scales = get_block(arch, residual_scale), layer_scales(sizes, init, init_gain)
-    lengths = stream_lengths(sizes, activation, init, q0, init_gain, arch, residual_scale)
+    lengths = stream_lengths(sizes, activation, init, q0, init_gain, arch, residual_scale, sigma_b2)
     carried = [math.sqrt(stream_gain(block, activation, q, s)) for q, s in zip(lengths[:-1], scales[1:-1], strict=True)]
     carried += [math.sqrt(chi(activation, lengths[-1], scales[-1]))] if lengths else []  # back through the readout
     depth = len(sizes) - 1
@@ -165,12 +172,12 @@ def log10_mean_over_inputs(log_gains: Tensor) -> Tensor:
 
 def log10_delta_rms_profile(
     sizes: Sequence[int], activation: str, init: str, q0s: Sequence[float] | Tensor, init_gain: float = 1.0,
-    arch: str = "plain", residual_scale: float = 1.0,
+    arch: str = "plain", residual_scale: float = 1.0, sigma_b2: float = 0.0,
 ) -> list[float]:
     """[log10 delta_rms(l) / delta_rms(depth) for l = 1..depth], over inputs of lengths q0s (one per example)."""
     block, scales = get_block(arch, residual_scale), layer_scales(sizes, init, init_gain)
     lengths = stream_lengths(sizes, activation, init, torch.as_tensor(q0s, dtype=torch.float64).reshape(-1),
-                             init_gain, arch, residual_scale)
+                             init_gain, arch, residual_scale, sigma_b2)
     if not lengths:
         return [0.0]
     steps = [torch.log(stream_gain(block, activation, q, s)) for q, s in zip(lengths[:-1], scales[1:-1], strict=True)]
@@ -183,6 +190,7 @@ def log10_delta_rms_profile(
 def log10_first_to_last_ratios(
     n_in: int, width: int, n_out: int, depths: Sequence[int], activation: str, init: str,
     q0s: Sequence[float] | Tensor, init_gain: float = 1.0, arch: str = "plain", residual_scale: float = 1.0,
+    sigma_b2: float = 0.0,
 ) -> dict[int, float]:
     """{depth: log10(delta_rms(1) / delta_rms(depth))} for MLPs [n_in, width x (depth - 1), n_out].
 
@@ -193,7 +201,7 @@ def log10_first_to_last_ratios(
     q0, deepest = torch.as_tensor(q0s, dtype=torch.float64).reshape(-1), max(depths)
     block = get_block(arch, residual_scale)
     lengths = stream_lengths([n_in, *[width] * (deepest - 1), n_out], activation, init, q0, init_gain, arch,
-                             residual_scale)
+                             residual_scale, sigma_b2)
     hidden = weight_scale(init, width, width, init_gain)
     output = weight_scale(init, width, n_out, init_gain)
     through_hidden = [torch.zeros_like(q0)]  # ln of the squared gain through the first k blocks, k = 0..deepest-2
