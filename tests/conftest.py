@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -42,3 +43,13 @@ def run_cli(*args: str, cwd: Path, timeout: float = 180, **env: str) -> subproce
 def workdir(tmp_path: Path) -> Path:
     """An empty folder to run from, so relative runs/ and data/ land in the test's own space."""
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The theory's tensors are small: on a busy machine a second torch thread only waits (tanh quadrature ran
+    ~100x slower with 2). A module opts in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

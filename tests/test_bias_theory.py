@@ -17,12 +17,7 @@ from gradlab.theory import (
 SIZES = [10, *[64] * 7, 3]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("sigma_b2", [0.1, 1.0])

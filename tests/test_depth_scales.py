@@ -22,12 +22,7 @@ WIDTH = 1000
 TANH_BIASED = 0.05  # sigma_b^2 of Schoenholz et al.'s figures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_depth_scales_module_imports_only_torch_and_the_standard_library():

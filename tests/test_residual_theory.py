@@ -30,13 +30,7 @@ WIDE_CASES = [("relu", "kaiming_normal", 1.0), ("relu", "kaiming_normal", 1 / ma
               ("tanh", "xavier_uniform", 1.0), ("tanh", "xavier_uniform", 1 / math.sqrt(DEPTH))]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: a second thread on a busy machine only waits (set before the module's wide networks)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- closed forms -----------------------------------------------------------------------------------------------

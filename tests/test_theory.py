@@ -23,13 +23,7 @@ from gradlab.theory import (
 SQUARE = [64, 64, 64, 64, 64, 64]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The theory's tensors are small: with a second thread on a busy machine, tanh and erf wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dense_reference(f, q: float) -> float:
