@@ -9,7 +9,7 @@ from gradlab.activations import ACTIVATIONS
 from gradlab.inits import INITS
 from gradlab.losses import LOSSES
 from gradlab.mlp import MLP
-from gradlab.optim import SGD, apply, clip_by_global_norm, global_norm, tensor_norms
+from gradlab.optim import SGD, Adam, apply, clip_by_global_norm, global_norm, tensor_norms
 from gradlab.stats import LAYER_METRICS, layer_stats
 
 DEPTHS = [1, 2, 3, 4, 5]
@@ -185,16 +185,31 @@ SHAPES = [(4, 3), (3,), (3, 2), (2,)]
 def test_sgd_matches_torch_sgd_over_three_steps(lr, momentum):
     params = random_tensors(SHAPES, seed=0)
     torch_params = [p.clone().requires_grad_(True) for p in params]
-    ours = SGD(params, lr, momentum)
-    reference = torch.optim.SGD(torch_params, lr=lr, momentum=momentum)
-    for step in range(3):
-        grads = random_tensors(SHAPES, seed=100 + step)
+    grads = [random_tensors(SHAPES, seed=100 + step) for step in range(3)]
+    steps_match_torch(SGD(params, lr, momentum), torch.optim.SGD(torch_params, lr=lr, momentum=momentum), grads,
+                      rtol=1e-13, atol=1e-15)
+
+
+def steps_match_torch(ours, reference: torch.optim.Optimizer, grads_per_step: list, rtol: float, atol: float) -> None:
+    """Step ours and torch's optimizer on the same gradients; their parameters must agree after every step."""
+    torch_params = reference.param_groups[0]["params"]
+    for step, grads in enumerate(grads_per_step):
         apply(ours, ours.updates(grads))
         for p, g in zip(torch_params, grads, strict=True):
             p.grad = g.clone()
         reference.step()
-        for p, ref in zip(params, torch_params, strict=True):
-            torch.testing.assert_close(p, ref.detach(), rtol=1e-13, atol=1e-15, msg=f"step {step}")
+        for p, ref in zip(ours.params, torch_params, strict=True):
+            torch.testing.assert_close(p, ref.detach(), rtol=rtol, atol=atol, msg=f"step {step}")
+
+
+def test_adam_matches_torch_adam_over_three_steps():
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, generator=gen, dtype=torch.float64) for s in SHAPES]
+    torch_params = [p.clone().requires_grad_(True) for p in params]
+    grads = [[torch.randn(s, generator=gen, dtype=torch.float64) * 10**step for s in SHAPES] for step in range(3)]
+    steps_match_torch(Adam(params, lr=0.01, betas=(0.8, 0.99), eps=1e-8),
+                      torch.optim.Adam(torch_params, lr=0.01, betas=(0.8, 0.99), eps=1e-8), grads,
+                      rtol=1e-6, atol=1e-12)
 
 
 def test_sgd_updates_the_mlp_parameters_in_place():

@@ -1,5 +1,6 @@
-"""Residual networks, layer and batch norm, and Adam: every hand-written backward against autograd on the
-definitions, batch norm's running statistics against torch.nn.BatchNorm1d, Adam against torch.optim.Adam."""
+"""Residual networks and layer and batch norm: every hand-written backward against autograd on the definitions,
+batch norm's running statistics against torch.nn.BatchNorm1d. (Adam against torch.optim.Adam sits beside SGD's
+check in test_mlp_gradients.py.)"""
 
 import zlib
 
@@ -11,7 +12,7 @@ from gradlab.activations import ACTIVATIONS
 from gradlab.layers import NORM_CHOICES
 from gradlab.losses import LOSSES
 from gradlab.mlp import ARCHS, MLP
-from gradlab.optim import Adam, apply, tensor_norms
+from gradlab.optim import tensor_norms
 from gradlab.stats import layer_stats
 
 TOLERANCE = 1e-10
@@ -147,23 +148,6 @@ def test_batchnorm_running_statistics_match_torch_and_evaluation_uses_them():
     expected = torch.tanh(reference(z)) @ net.weights[1] + net.biases[1]
     torch.testing.assert_close(net.infer(x), expected, rtol=1e-12, atol=1e-14)
     assert not torch.allclose(net.infer(x), net.forward(x))  # training mode uses the batch's statistics
-
-
-def test_adam_matches_torch_adam_over_three_steps():
-    gen = torch.Generator().manual_seed(0)
-    shapes = [(4, 3), (3,), (2, 3, 2)]
-    params = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
-    torch_params = [p.clone().requires_grad_(True) for p in params]
-    ours = Adam(params, lr=0.01, betas=(0.8, 0.99), eps=1e-8)
-    reference = torch.optim.Adam(torch_params, lr=0.01, betas=(0.8, 0.99), eps=1e-8)
-    for step in range(3):
-        grads = [torch.randn(s, generator=gen, dtype=torch.float64) * 10**step for s in shapes]
-        apply(ours, ours.updates(grads))
-        for p, g in zip(torch_params, grads, strict=True):
-            p.grad = g.clone()
-        reference.step()
-        for p, ref in zip(params, torch_params, strict=True):
-            torch.testing.assert_close(p, ref.detach(), rtol=1e-6, atol=1e-12, msg=f"step {step}")
 
 
 def test_residual_and_norm_statistics_match_direct_computation():
