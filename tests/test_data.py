@@ -1,15 +1,19 @@
 """Data sets: the offline ones load and standardize; MNIST goes through torchvision's real reader."""
 
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import sklearn.datasets
 import torch
 
 from conftest import run_cli
-from gradlab.data import DATASETS, DataUnavailable, standardize
+from gradlab.data import DATASETS, DataUnavailable, digits_arrays, make_moons, split_arrays, standardize
 
 OPTIONS = SimpleNamespace(test_fraction=0.2, kind="moons", n_samples=200, noise=0.2)
 
@@ -24,6 +28,39 @@ def test_digits_is_the_full_set_split_and_standardized():
     assert torch.allclose(split.x_train.mean(0), torch.zeros(64), atol=1e-5)
     assert torch.allclose(split.x_train.std(0)[varying], torch.ones(int(varying.sum())), atol=1e-4)
     assert set(split.y_train.tolist()) == set(range(10))
+
+
+def test_digits_arrays_are_exactly_scikit_learns():
+    bunch = sklearn.datasets.load_digits()
+    data, target = digits_arrays()
+    assert data.dtype == bunch.data.dtype and data.shape == bunch.data.shape == (1797, 64)
+    assert target.dtype == bunch.target.dtype and np.array_equal(target, bunch.target)
+    assert data.tobytes() == bunch.data.tobytes()
+
+
+def test_digits_split_is_the_one_scikit_learns_arrays_give():
+    bunch = sklearn.datasets.load_digits()
+    x, y = torch.tensor(bunch.data, dtype=torch.float32), torch.tensor(bunch.target, dtype=torch.long)
+    expected = split_arrays(x, y, OPTIONS.test_fraction, n_classes=10)
+    split = DATASETS["digits"].load(Path("unused"), OPTIONS)
+    assert all(torch.equal(a, b) for a, b in zip(split[:4], expected[:4], strict=True))
+
+
+def test_loading_digits_does_not_import_scikit_learn():
+    code = ("import sys; from pathlib import Path; from types import SimpleNamespace; "
+            "from gradlab.data import DATASETS; "
+            "DATASETS['digits'].load(Path('unused'), SimpleNamespace(test_fraction=0.2)); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("n_samples", "noise"), [(1000, 0.2), (200, 0.0), (7, 1.5)])
+def test_moons_are_exactly_scikit_learns(n_samples: int, noise: float):
+    points, labels = make_moons(n_samples, noise, seed=0)
+    expected_points, expected_labels = sklearn.datasets.make_moons(n_samples, noise=noise, random_state=0)
+    assert points.tobytes() == expected_points.tobytes() and points.dtype == expected_points.dtype
+    assert np.array_equal(labels, expected_labels) and labels.dtype == expected_labels.dtype
 
 
 def test_digits_split_is_fixed_across_calls():

@@ -41,7 +41,8 @@ def test_unavailable_online_mode_falls_back_to_offline_with_one_line(tmp_path: P
                      timeout=60, HOME=str(tmp_path), **env)
     assert time.monotonic() - started < 30
     assert result.returncode == 0, result.stderr
-    assert [line for line in result.stderr.splitlines() if FALLBACK in line] == result.stderr.strip().splitlines()
+    fallback, job_end = result.stderr.strip().splitlines()  # the fallback's one line, then the job's closing line
+    assert FALLBACK in fallback and job_end.startswith("gradlab: depth=3,epochs=1: completed, ")
     summary = summary_of(run_dir)
     assert (summary["status"], summary["wandb_mode"]) == ("completed", "offline")
     assert [run.synced for run in find_offline_runs([run_dir])] == [False]  # src/sync.py can upload it later

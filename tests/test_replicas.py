@@ -12,8 +12,8 @@ from gradlab.config import train_settings
 from gradlab.experiment import Job, prepare, run_job, train_recorded
 from gradlab.losses import LOSSES
 from gradlab.mlp import MLP
-from gradlab.tracking import wandb_key
 from gradlab.train import train
+from gradlab.wandb_helper import wandb_key
 
 
 def trained_rows(*overrides: str) -> pd.DataFrame:

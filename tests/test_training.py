@@ -17,8 +17,9 @@ from conftest import RUN, cli_env, compose_config
 from gradlab.config import train_settings
 from gradlab.experiment import Job, prepare, run_job
 from gradlab.record import METRICS_SCHEMA
-from gradlab.tracking import resolve_mode, wandb_key
+from gradlab.tracking import resolve_mode
 from gradlab.train import train
+from gradlab.wandb_helper import wandb_key
 
 
 def measurements(*overrides: str):

@@ -1,16 +1,20 @@
 """Data sets, one registry: each loads a standardized train/test Split of float tensors.
 
-`digits` (scikit-learn's 8x8 digits, shipped inside the package) and `toy` (generated in code) work
-offline. `mnist` and `fashion_mnist` go through torchvision's own dataset classes under data_dir.
+`digits` (scikit-learn's 8x8 digits, read from the file scikit-learn ships, without importing it) and
+`toy` (generated in code) work offline. `mnist` and `fashion_mnist` go through torchvision's own dataset
+classes under data_dir.
 """
 
 import contextlib
+import gzip
+import importlib.util
 import io
 import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -68,21 +72,52 @@ def split_arrays(x: Tensor, y: Tensor, test_fraction: float, n_classes: int) -> 
     return Split(x_train, y[train], x_test, y[test], n_classes)
 
 
-def load_digits(data_dir: Path, options: DatasetOptions) -> Split:
-    from sklearn.datasets import load_digits as sklearn_digits
+def digits_file() -> Path:
+    """The 8x8 digits as scikit-learn ships them, found without importing scikit-learn (1.2 s of imports)."""
+    spec = importlib.util.find_spec("sklearn")  # a top-level package: found, not imported
+    folders = spec.submodule_search_locations if spec else None
+    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
+    if path is None or not path.is_file():
+        raise DataUnavailable("dataset=digits: scikit-learn's digits.csv.gz was not found; install scikit-learn "
+                              "(pip install scikit-learn) or use dataset=toy")
+    return path
 
-    bunch = sklearn_digits()
-    x = torch.tensor(bunch.data, dtype=torch.float32)  # (1797, 64), pixel values 0..16
-    y = torch.tensor(bunch.target, dtype=torch.long)
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(data (1797, 64) float64, target (1797,) int), read as sklearn.datasets.load_digits reads them."""
+    with gzip.open(digits_file(), mode="rt", encoding="utf-8") as text:
+        table = np.loadtxt(text, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(int, copy=False)
+
+
+def load_digits(data_dir: Path, options: DatasetOptions) -> Split:
+    data, target = digits_arrays()
+    x = torch.tensor(data, dtype=torch.float32)  # (1797, 64), pixel values 0..16
+    y = torch.tensor(target, dtype=torch.long)
     return split_arrays(x, y, options.test_fraction, n_classes=10)
+
+
+def make_moons(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaving half circles, shuffled, plus N(0, noise^2) on each coordinate: the same numbers as
+    sklearn.datasets.make_moons(n_samples, noise=noise, random_state=seed) draws (tests/test_data.py)."""
+    n_out = n_samples // 2
+    n_in = n_samples - n_out
+    outer, inner = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n_in)
+    points = np.vstack([np.append(np.cos(outer), 1 - np.cos(inner)),
+                        np.append(np.sin(outer), 1 - np.sin(inner) - 0.5)]).T  # (n_samples, 2)
+    labels = np.hstack([np.zeros(n_out, dtype=np.intp), np.ones(n_in, dtype=np.intp)])
+    generator = np.random.RandomState(seed)
+    order = np.arange(n_samples)
+    generator.shuffle(order)
+    points, labels = points[order], labels[order]
+    points += generator.normal(scale=noise, size=points.shape)
+    return points, labels
 
 
 def load_toy(data_dir: Path, options: DatasetOptions) -> Split:
     """The tutorial's 2-D binary problem: noisy moons, or XOR of the quadrants."""
     if options.kind == "moons":
-        from sklearn.datasets import make_moons
-
-        points, labels = make_moons(options.n_samples, noise=options.noise, random_state=SPLIT_SEED)
+        points, labels = make_moons(options.n_samples, options.noise, seed=SPLIT_SEED)
         x, y = torch.tensor(points, dtype=torch.float32), torch.tensor(labels, dtype=torch.long)
     elif options.kind == "xor":
         gen = torch.Generator().manual_seed(SPLIT_SEED)

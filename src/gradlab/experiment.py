@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import pandas  # noqa: F401  pyarrow imports it at the record's first table (0.25 s): here it counts as start-up
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -22,9 +23,9 @@ from gradlab.losses import LOSSES, Loss
 from gradlab.measurement import Measurement
 from gradlab.mlp import MLP
 from gradlab.record import RunRecord, git_commit, library_versions
-from gradlab.sweeps import recorded_status
+from gradlab.sweeps import job_line, recorded_status
 from gradlab.theory import weight_scale
-from gradlab.tracking import NullLogger, WandbLogger, start_logger
+from gradlab.tracking import HelperLogger, NullLogger, start_logger
 from gradlab.train import TrainResult, train
 
 FINAL_NAMES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
@@ -117,7 +118,10 @@ def run_job(cfg: DictConfig, job: Job) -> str:
     except Exception:
         discard(job.run_dir)
         raise
-    summary = train_recorded(cfg, setup, job)
+    try:
+        summary = train_recorded(cfg, setup, job)
+    finally:
+        print(job_line(job.run_dir, job.name), file=sys.stderr)  # from the record, however the run ended
     if summary["status"] == "interrupted":
         raise JobInterrupted(job.run_dir)
     return summary["status"]
@@ -160,12 +164,13 @@ def train_recorded(cfg: DictConfig, setup: Setup, job: Job) -> dict[str, Any]:
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         progress.bar.close()
+        logger.request_finish(exit_code)  # W&B closes its run while the record is written
         close_record(record, summary, cfg, result, started)
         close_logger(logger, exit_code, record, summary)
     return summary
 
 
-def open_logger(cfg: DictConfig, job: Job, summary: dict[str, Any]) -> NullLogger | WandbLogger:
+def open_logger(cfg: DictConfig, job: Job, summary: dict[str, Any]) -> NullLogger | HelperLogger:
     """Start W&B (or not) and note in the summary the mode that actually runs."""
     logger, note = start_logger(
         cfg.logger.mode, project=cfg.logger.project, entity=cfg.logger.entity, run_dir=job.run_dir,
@@ -191,7 +196,7 @@ def close_record(
     record.write_summary(summary)
 
 
-def close_logger(logger: NullLogger | WandbLogger, exit_code: int, record: RunRecord, summary: dict[str, Any]) -> None:
+def close_logger(logger: NullLogger | HelperLogger, exit_code: int, record: RunRecord, summary: dict[str, Any]) -> None:
     """Finish W&B; if that fails, the run has failed, and its summary says so before the error goes on."""
     try:
         logger.finish(exit_code)

@@ -1,25 +1,37 @@
-"""Weights & Biases logging of measurements: offline by default, never waiting on the network.
+"""Weights & Biases logging of measurements: offline by default, never waiting on the network, and kept off the
+training's path.
+
+W&B's imports, its service and its writes take about a second of one core per process, more than a default run
+trains. So a helper process (gradlab/wandb_helper.py) holds the W&B runs: src/run.py starts it beside torch's
+import, and each job hands it measurements in batches, every LIVE_INTERVAL_S while training (online charts stay
+live) and the rest at finish, so the helper is idle while torch's threads use the cores. One helper serves every
+job of a sweep in turn.
 
 Online mode is tried only after a bounded check for credentials and a reachable server
-(gradlab.sync.preflight); when either is missing the run logs offline and can be uploaded later
-with src/sync.py.
+(gradlab.sync.preflight); when either is missing the run logs offline and can be uploaded later with src/sync.py.
 """
 
+from __future__ import annotations
+
+import atexit
 import os
-from pathlib import Path
-from typing import Any, NamedTuple
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from gradlab.measurement import Measurement
+from gradlab import wandb_helper
+from gradlab.wandb_helper import INIT_TIMEOUT_S, OFFLINE_FALLBACK, Logged
 
-OFFLINE_FALLBACK = "W&B online mode unavailable ({reason}); logging offline, upload later with src/sync.py"
-INIT_TIMEOUT_S = 30  # wandb.init's own bound (its default is 90 s) once the server answered the preflight
+if TYPE_CHECKING:
+    from gradlab.measurement import Measurement
 
-
-def wandb_key(layer: int | None, name: str, replica: int | None = None) -> str:
-    """'grad_norm/layer_07' for a layer's metric, the bare name for a whole-network one;
-    with replicas, each key ends in the replica: 'grad_norm/layer_07/replica_2'."""
-    key = name if layer is None else f"{name}/layer_{layer:02d}"
-    return key if replica is None else f"{key}/replica_{replica}"
+LIVE_INTERVAL_S = 5.0  # a batch goes to the helper at most this often while training
+REPLY_TIMEOUT_S = 2 * INIT_TIMEOUT_S + 60  # the longest a job waits for the helper's answer
+HELPER_COMMAND = [sys.executable, wandb_helper.__file__]  # the helper module, run as a script
 
 
 def resolve_mode(configured: str) -> str:
@@ -54,63 +66,166 @@ class NullLogger:
     def log(self, measurement: Measurement) -> None:
         pass
 
+    def request_finish(self, exit_code: int) -> None:
+        pass
+
     def finish(self, exit_code: int) -> None:
         pass
 
 
-class WandbLogger:
-    """One W&B run per job; its files go to <run_dir>/wandb/ (offline-run-* when offline)."""
+class HelperGone(RuntimeError):
+    """The helper process exited or stopped answering."""
 
-    def __init__(
-        self, mode: str, project: str, entity: str | None, run_dir: Path,
-        group: str | None, name: str, config: dict[str, Any], replicas: int = 1,
-    ) -> None:
-        import wandb
 
-        self.wandb, self.mode = wandb, mode
-        self.run = wandb.init(
-            mode=mode, project=project, entity=entity, dir=str(run_dir), group=group, name=name,
-            config=config, job_type="train", settings=wandb.Settings(silent=True, init_timeout=INIT_TIMEOUT_S),
-        )
-        self.replicas = replicas
-        self.initial: dict[tuple[int, int, str], float] = {}  # (replica, layer, name) -> value
-        self.latest: dict[tuple[int, int, str], float] = {}
+class Helper:
+    """The helper process, seen from a job's process: messages go to its stdin; answers come back on its stdout
+    through a reader thread, so that every wait has a bound and a helper that died is an error, not a hang."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process, self.used = process, False
+        self.answers: queue.Queue[tuple] = queue.Queue()
+        threading.Thread(target=self.read_answers, name="wandb-helper", daemon=True).start()
+
+    @classmethod
+    def spawn(cls) -> Helper:
+        return cls(subprocess.Popen(HELPER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL))
+
+    def read_answers(self) -> None:
+        try:
+            while True:
+                self.answers.put(pickle.load(self.process.stdout))
+        except Exception:  # the end of its output: it exited
+            self.answers.put(("gone", f"the W&B helper process exited (code {self.process.wait()})"))
+
+    def send(self, *message: Any) -> None:
+        try:
+            pickle.dump(message, self.process.stdin)
+            self.process.stdin.flush()
+        except (OSError, ValueError) as error:
+            raise HelperGone(f"the W&B helper process is gone ({type(error).__name__})") from None
+
+    def answer(self, timeout: float | None) -> tuple | None:
+        """The next answer; None when none came within timeout (None: none waiting now)."""
+        try:
+            return self.answers.get(timeout=timeout) if timeout is not None else self.answers.get_nowait()
+        except queue.Empty:
+            return None
+
+    def close(self, timeout: float = 30) -> None:
+        """End of input: the helper closes W&B's service and exits; one that never held a run is just ended."""
+        try:
+            if not self.used:
+                self.process.kill()
+            self.process.stdin.close()
+            self.process.wait(timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+
+
+_idle: list[Helper] = []  # started helpers with no open run, for the next jobs of this process
+
+
+def adopt(process: subprocess.Popen) -> None:
+    """Take over a helper started early (src/run.py starts one beside torch's import)."""
+    _idle.append(Helper(process))
+
+
+def take_helper() -> Helper:
+    while _idle:
+        helper = _idle.pop()
+        if helper.process.poll() is None:
+            return helper
+    return Helper.spawn()
+
+
+@atexit.register
+def close_idle_helpers() -> None:
+    while _idle:
+        _idle.pop().close()
+
+
+class HelperLogger:
+    """A job's W&B run, held by the helper. log() buffers; the batch goes over once LIVE_INTERVAL_S has passed
+    since the last one, and at finish. A failure the helper reports is raised by the next log() or by finish()."""
+
+    def __init__(self, helper: Helper, mode: str, kwargs: dict[str, Any]) -> None:
+        self.helper, self.mode, self.note = helper, mode, None
+        self.pending: list[Logged] = []
+        self.handed_at = time.monotonic()
+        self.failure: str | None = None
+        self.raised = self.finish_requested = False
+        helper.used = True
+        helper.send("start", mode, kwargs)
 
     def log(self, measurement: Measurement) -> None:
-        replica = measurement.replica if self.replicas > 1 else None
-        data: dict[str, float] = {"epoch": measurement.epoch}
-        for layer, name, value in measurement.rows:
-            data[wandb_key(layer, name, replica)] = value
-            if layer is not None:
-                key = (measurement.replica, layer, name)
-                if measurement.step == 0:
-                    self.initial[key] = value
-                self.latest[key] = value
-        self.run.log(data, step=measurement.step)
+        self.pending.append((measurement.step, measurement.epoch, measurement.rows, measurement.replica))
+        if time.monotonic() - self.handed_at >= LIVE_INTERVAL_S:
+            self.settle(until=None)
+            self.raise_failure()
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        if self.pending:
+            self.helper.send("log", self.pending)
+        self.pending, self.handed_at = [], time.monotonic()
+
+    def settle(self, until: set[str] | None) -> None:
+        """Take the helper's answers: wait for one of `until`, or (None) take those already there. Notes the mode
+        that runs and the first failure; raises HelperGone when the helper exited or did not answer in time."""
+        while answer := self.helper.answer(REPLY_TIMEOUT_S if until else None):
+            if answer[0] == "gone":
+                raise HelperGone(answer[1])
+            if answer[0] == "started":
+                self.mode, self.note = answer[1], answer[2]
+            elif answer[-1] is not None:
+                self.failure = self.failure or answer[-1]
+            if until and answer[0] in until:
+                return
+        if until:
+            raise HelperGone(f"the W&B helper did not answer within {REPLY_TIMEOUT_S} s")
+
+    def raise_failure(self) -> None:
+        """The helper's first failure, raised once: finishing a run that failed stays quiet."""
+        if self.failure and not self.raised:
+            self.raised = True
+            raise RuntimeError(self.failure)
+
+    def request_finish(self, exit_code: int) -> None:
+        """Hand over the rest and ask the helper to close the run, without waiting (finish() waits), so that the
+        job writes its record meanwhile; a helper that is gone is reported by finish()."""
+        try:
+            self.hand_over()
+            self.helper.send("finish", exit_code)
+            self.finish_requested = True
+        except HelperGone:
+            pass
 
     def finish(self, exit_code: int) -> None:
-        """Log the step-0 and final per-layer profiles as one table, then close the run."""
+        """Close the run and wait until W&B holds it; the helper is then free for another job."""
         try:
-            if self.latest:
-                columns = ["replica", "layer", "name", "at_init", "final"]
-                rows = [[*key, self.initial.get(key), value] for key, value in sorted(self.latest.items())]
-                self.run.log({"layer_profiles": self.wandb.Table(columns=columns, data=rows)})
-        finally:
-            self.run.finish(exit_code=exit_code)
+            if not self.finish_requested:
+                self.hand_over()
+                self.helper.send("finish", exit_code)
+            self.settle(until={"finished"})
+        except BaseException:
+            self.helper.close(timeout=5)  # in an unknown state: no later job may use it
+            raise
+        _idle.append(self.helper)
+        self.raise_failure()
 
 
-def start_logger(configured: str, **kwargs: Any) -> tuple[NullLogger | WandbLogger, str | None]:
+def start_logger(configured: str, **kwargs: Any) -> tuple[NullLogger | HelperLogger, str | None]:
     """The logger for the configured mode and, when it had to fall back to offline, one line saying why.
 
-    `logger.mode` is the mode that runs. kwargs are WandbLogger's (project, entity, run_dir, ...).
+    `logger.mode` is the mode that runs; offline starts without waiting, online waits for wandb.init as W&B
+    does itself. kwargs are WandbLogger's (project, entity, run_dir, ...).
     """
     mode, note = choose_mode(configured)
     if mode == "disabled":
         return NullLogger(), note
-    if mode != "online":
-        return WandbLogger(mode, **kwargs), note
-    try:
-        return WandbLogger("online", **kwargs), None
-    except Exception as error:  # the server answered the preflight, but wandb.init failed or timed out
-        reason = f"{type(error).__name__}: {error}".splitlines()[0]
-        return WandbLogger("offline", **kwargs), OFFLINE_FALLBACK.format(reason=reason)
+    logger = HelperLogger(take_helper(), mode, kwargs)
+    if mode == "online":
+        logger.settle(until={"started", "failed"})
+        logger.raise_failure()
+    return logger, note or logger.note
