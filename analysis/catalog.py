@@ -28,6 +28,7 @@ class Inputs(NamedTuple):
     config_keys: list[str]  # the runs' config columns (load.Sweep.config_keys)
     spectra: pd.DataFrame | None = None  # J's singular values at init (load.Sweep.spectra)
     trainability: pd.DataFrame | None = None  # figure 12's rows (trainability.trainability_rows)
+    heatmap: pd.DataFrame | None = None  # figure 3's cells, seeds averaged (load.Sweep.heatmap)
 
 
 class FigureSpec(NamedTuple):
@@ -41,6 +42,12 @@ def deepest_configs(metrics: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """Rows of the deepest runs, one panel (seeds averaged) per configuration, at most MAX_HEATMAP_PANELS."""
     deepest = metrics[(metrics.depth == metrics.depth.max()) & metrics.name.isin(names)]
     return deepest[deepest.panel.isin(list(deepest.panel.unique())[:MAX_HEATMAP_PANELS])]
+
+
+def figure_3(inputs: Inputs) -> Figure:
+    """The heatmap of the deepest runs' grad_norm, from its cells (load.seed_mean_heatmap) where given."""
+    rows = deepest_configs(inputs.metrics if inputs.heatmap is None else inputs.heatmap, ["grad_norm"])
+    return facet_wrap(rows, figures_training.grad_norm_heatmap, by="panel", ncols=3, title=deepest_title)
 
 
 def deepest_title(rows: pd.DataFrame) -> str:
@@ -125,8 +132,7 @@ FIGURES = [
                "Watch whether the dark band at the input side (low layers) fills in as training proceeds or stays "
                "starved for the whole run; each panel has its own color scale, and gray cells are exactly 0 "
                "(underflow) or not finite.",
-               lambda i: facet_wrap(deepest_configs(i.metrics, ["grad_norm"]), figures_training.grad_norm_heatmap,
-                                    by="panel", ncols=3, title=deepest_title)),
+               figure_3),
     FigureSpec("4_delta_ratio_vs_depth", "4. First-to-last-layer ratio of delta_rms against depth",
                "A straight line means a constant factor per layer; its slope is log10 of the per-layer ratio, "
                f"and the black lines show the theory's slope ({NO_THEORY_FOR_NORMS}).",

@@ -36,7 +36,7 @@ def delta_rms_at_init(df: pd.DataFrame, ax: Axes) -> None:
     normalized network, and the panel says so)."""
     at_init = df[df.step == 0]
     layer_profile(ax, at_init[at_init.name == "delta_rms"], at_init[at_init.name == "delta_rms_predicted"])
-    if "norm" in at_init and (at_init.norm.fillna("none") != "none").any():  # said in the legend, clear of the lines
+    if "norm" in at_init and (at_init.norm.notna() & (at_init.norm != "none")).any():  # in the legend, off the lines
         handles, labels = ax.get_legend_handles_labels()
         ax.legend([*handles, Line2D([], [], linestyle="none")], [*labels, NO_THEORY_FOR_NORMS], fontsize="x-small",
                   framealpha=0.8)

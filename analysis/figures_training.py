@@ -145,6 +145,11 @@ def act_std_profile(df: pd.DataFrame, ax: Axes) -> None:
     ax.set_ylabel("std of activations h = phi(z)")
 
 
+def drawn_layers(depth: int) -> list[int]:
+    """The layers figure 8 draws a line for: at most MAX_LAYER_LINES, evenly spread from 1 to depth."""
+    return [int(layer) for layer in np.unique(np.linspace(1, depth, min(depth, MAX_LAYER_LINES)).round())]
+
+
 def update_ratio_curves(df: pd.DataFrame, ax: Axes) -> None:
     """Figure 8: ||Delta W|| / ||W||, the step the optimizer takes, per layer against step, with the 1e-3 guide."""
     rows = df[(df.name == "update_ratio") & (df.value > 0) & np.isfinite(df.value)]
@@ -152,8 +157,7 @@ def update_ratio_curves(df: pd.DataFrame, ax: Axes) -> None:
         say_empty(ax)
         return
     depth = int(rows.depth.max())
-    layers = np.unique(np.linspace(1, depth, min(depth, MAX_LAYER_LINES)).round().astype(int))
-    for layer in layers:
+    for layer in drawn_layers(depth):
         color = series_color(rows.activation.iloc[0], layer / depth)
         label = f"layer {layer} (input side)" if layer == 1 else f"layer {layer} (output)" if layer == depth else None
         draw_series(ax, rows[rows.layer == layer], "step", log=True, color=color, linewidth=1.2,

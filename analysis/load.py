@@ -1,38 +1,33 @@
-"""Load: sweep folders -> one row per run, and every run's metrics as one tidy table with its config columns.
+"""Load: sweep folders -> one row per run, and the metrics rows the report reads as one tidy table with the runs'
+config columns.
 
-A run is a job folder, or one replica of a job that trains replicas (its seed is the config's seed + replica).
-Its row holds every key of its .hydra/config.yaml (dotted names: dataset.kind), the summary, and the facts the
-job recorded about its network and data (layer_sizes, loss_in_force, input_q0_quantiles, sigma_w2, sigma_b2) for
-the theory. A job whose record cannot be read is skipped with one SkippedJob warning naming its folder. The
-input-output Jacobian's spectra at init (jacobian.parquet, step 0 only) come along where a job recorded them.
+A run's row is its job's config, summary and recorded facts (analysis.jobs). Its measurements are read for all jobs
+at once, and only those the figures draw (analysis.records): every step of the losses and of J's whole-network
+metrics, the per-layer metrics at step 0 and, for the profiles of figures 7 and 9, at the last step where all are
+finite, update_ratio at the layers figure 8 draws, and grad_norm of the deepest runs at every step, averaged over
+seeds as figure 3's heatmap cells: about a tenth of the rows recorded. A job whose record cannot be read is skipped
+with one SkippedJob warning naming its folder. The input-output Jacobian's spectra at init (jacobian.parquet, step 0
+only) come along where a job recorded them. The run columns of the row tables (labels, facets, swept keys) are
+pandas categories, a code of a byte or two per row, but depth, a number.
 """
 
-import json
-import math
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-import yaml
 from tqdm import tqdm
 
-from analysis.series import KEYS_ADDED_LATER, LABELS, flatten, label_series, setting_keys, swept_keys
-from gradlab.record import STATUSES
+from analysis.figures_training import drawn_layers
+from analysis.jobs import BrokenJob, find_jobs, job_runs
+from analysis.records import HEATMAP, Records, read_metrics, read_spectra, record_files
+from analysis.series import LABELS, label_series, setting_keys, swept_keys
 
-METRIC_COLUMNS = ["step", "epoch", "layer", "name", "value"]
-SUMMARY_COLUMNS = ["status", "steps", "diverged_at_step", "final_train_loss", "final_train_accuracy",
-                   "final_test_loss", "final_test_accuracy", "wall_seconds"]  # fmt: skip
-FACT_COLUMNS = ["layer_sizes", "loss_in_force", "input_q0_quantiles", "sigma_w2", "sigma_b2"]  # summary.json's names
-SPECTRUM_COLUMNS = ["replica", "singular_value"]  # what the spectra figure needs of jacobian.parquet, at step 0
 ALWAYS_IN_METRICS = ["depth", "activation", "init", "seed", "norm"]  # facets; seeds for the bands; norm: theory?
-
-
-class BrokenJob(Exception):
-    """A job folder whose record cannot be read; the message says what is wrong."""
+SPECTRUM_LABELS = ["activation", "init", "series", "line", "shade", "column", "column_order"]  # what figure 10 reads
+NUMBERS = ["depth"]  # run columns the figures compute with: numbers in the row tables, every other one categories
 
 
 class SkippedJob(UserWarning):
@@ -49,157 +44,159 @@ class UnreadableSpectra(UserWarning):
 
 class Sweep(NamedTuple):
     runs: pd.DataFrame  # one row per run: run, job, replica, config columns, summary, facts, ratios, series labels
-    metrics: pd.DataFrame  # tidy: run, step, epoch, layer, name, value, the facets, swept keys and series labels
+    metrics: pd.DataFrame  # the tidy rows the figures read: run, step, epoch, layer, name, value, facets, labels
     skipped: list[str]  # one line per job folder left out, naming it and why
     config_keys: list[str]  # every config key of the runs, dotted, in config order: runs' config columns
-    spectra: pd.DataFrame  # J's singular values at init: run, singular_value, the facets and series labels
+    spectra: pd.DataFrame  # J's singular values at init: run, singular_value and SPECTRUM_LABELS
+    heatmap: pd.DataFrame  # figure 3's cells: grad_norm rows of the deepest runs, one per panel, layer and step
 
 
-def is_job(path: Path) -> bool:
-    return any((path / name).exists() for name in (".hydra", "summary.json", "metrics.parquet"))
+class JobRuns(NamedTuple):
+    job_dir: Path
+    config_keys: list[str]
+    rows: list[dict]  # one per run
 
 
-def find_jobs(roots: Iterable[Path]) -> list[Path]:
-    """Job folders in or below each root (a sweep, a job, or a parent of sweeps), in sweep and job order."""
-
-    def walk(path: Path) -> Iterator[Path]:
-        if is_job(path):
-            yield path
-            return
-        for child in sorted(path.iterdir()):
-            if child.is_dir() and not child.name.startswith(".") and child.name not in ("report", "wandb"):
-                yield from walk(child)
-
-    def job_order(job: Path) -> tuple:
-        number = job.name.split("_")[0]
-        return str(job.parent), int(number) if number.isdigit() else math.inf, job.name
-
-    return sorted({job for root in roots for job in walk(Path(root))}, key=job_order)
+def hidden(progress: bool | None) -> bool | None:
+    """tqdm's disable: None shows a bar on a terminal only."""
+    return None if progress is None else not progress
 
 
-def read_config(job_dir: Path) -> dict:
-    """The job's config, flattened to dotted keys (dataset.kind); a key added later gets the value it stands for."""
-    try:
-        config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise BrokenJob(f"no readable .hydra/config.yaml ({type(error).__name__})") from None
-    if not isinstance(config, dict):
-        raise BrokenJob(".hydra/config.yaml is not a mapping")
-    flat = flatten(config)
-    return flat | {key: value for key, value in KEYS_ADDED_LATER.items() if key not in flat}
+def read_jobs(job_dirs: list[Path], progress: bool | None) -> tuple[list[JobRuns], dict[Path, str]]:
+    """Every job's config, summary and metrics footer; the jobs that cannot be read, with why."""
+    jobs, broken = [], {}
+    for job_dir in tqdm(job_dirs, desc="reading configs", unit="job", disable=hidden(progress)):
+        try:
+            jobs.append(JobRuns(job_dir, *job_runs(job_dir)))
+        except BrokenJob as error:
+            broken[job_dir] = str(error)
+    return jobs, broken
 
 
-def read_summary(job_dir: Path) -> dict:
-    try:
-        summary = json.loads((job_dir / "summary.json").read_text())
-    except FileNotFoundError:
-        raise BrokenJob("no summary.json") from None
-    except (OSError, ValueError) as error:
-        raise BrokenJob(f"summary.json is not valid JSON ({error})") from None
-    if not isinstance(summary, dict) or summary.get("status") not in STATUSES:
-        raise BrokenJob(f"summary.json has no status among {', '.join(STATUSES)}")
-    return summary
+def deepest_depth(jobs: list[JobRuns]) -> int:
+    return max((job.rows[0]["depth"] for job in jobs), default=0)
 
 
-def recorded_list(value: object, kind: type | tuple[type, ...]) -> tuple | None:
-    """A non-empty list of `kind` from summary.json as a tuple (hashable, for the theory's cache), else None."""
-    if isinstance(value, list) and value and all(isinstance(item, kind) for item in value):
-        return tuple(value)
-    return None
+def config_groups(jobs: list[JobRuns], keys: list[str]) -> list[int]:
+    """One number per configuration (the setting keys' values, seeds apart), for each job."""
+    configs = pd.DataFrame([{key: job.rows[0].get(key) for key in keys} for job in jobs], columns=keys)
+    if not keys or configs.empty:
+        return [0] * len(jobs)
+    return configs.astype(object).groupby(keys, dropna=False, sort=False).ngroup().tolist()
 
 
-def read_facts(summary: dict) -> dict:
-    """What the job recorded about its network and data; None for a fact its summary lacks (older records), but
-    sigma_b2, 0 before biases could be drawn."""
-    loss, sigma_b2 = summary.get("loss_in_force"), summary.get("sigma_b2", 0.0)
-    return {"layer_sizes": recorded_list(summary.get("layer_sizes"), int),
-            "loss_in_force": loss if isinstance(loss, str) else None,
-            "input_q0_quantiles": recorded_list(summary.get("input_q0_quantiles"), (int, float)),
-            "sigma_w2": recorded_list(summary.get("sigma_w2"), (int, float)),
-            "sigma_b2": float(sigma_b2) if isinstance(sigma_b2, int | float) else None}
+def read_rows(jobs: list[JobRuns], progress: bool | None) -> tuple[list[JobRuns], Records, dict[Path, str]]:
+    """The rows the report reads of the jobs' metrics, indexed by the jobs returned, and the jobs among them whose
+    record turned out unreadable (their runs get no rows). Read again without those only where they were all the
+    deepest jobs, which take more rows (figures 3 and 8)."""
+    keys = setting_keys(dict.fromkeys(key for job in jobs for key in job.config_keys))
+    while True:
+        deepest = deepest_depth(jobs)
+        groups = [group if job.rows[0]["depth"] == deepest else -1
+                  for job, group in zip(jobs, config_groups(jobs, keys), strict=True)]
+        with tqdm(total=len(jobs), desc="reading records", unit="job", disable=hidden(progress)) as bar:
+            records = read_metrics([record_files(job.job_dir / "metrics.parquet") for job in jobs],
+                                   [len(job.rows) for job in jobs], groups, drawn_layers(deepest), bar.update)
+        broken = {jobs[index].job_dir: f"metrics.parquet is unreadable ({message})"
+                  for index, message in records.unreadable.items()}
+        if deepest_depth([job for job in jobs if job.job_dir not in broken]) == deepest:
+            return jobs, records, broken
+        jobs = [job for job in jobs if job.job_dir not in broken]
 
 
-def read_metrics(job_dir: Path) -> pd.DataFrame:
-    try:
-        table = pq.read_table(job_dir / "metrics.parquet")
-    except FileNotFoundError:
-        raise BrokenJob("no metrics.parquet") from None
-    except Exception as error:  # pyarrow raises several types for a truncated or foreign file
-        raise BrokenJob(f"metrics.parquet is unreadable ({type(error).__name__}: {error})") from None
-    missing = set(METRIC_COLUMNS) - set(table.column_names)
-    if missing:
-        raise BrokenJob(f"metrics.parquet lacks the columns {sorted(missing)}")
-    metrics = table.to_pandas()
-    if "replica" not in metrics:
-        metrics["replica"] = 0  # records from before seed replicas
-    return metrics
-
-
-def read_spectra(job_dir: Path) -> pd.DataFrame:
-    """J's singular values at step 0 (replica, singular_value) from jacobian.parquet: none where the job has no such
-    file (J not measured, or recorded before it was), and none, with a warning, where the file is unreadable."""
-    path = job_dir / "jacobian.parquet"
-    if not path.exists():
-        return pd.DataFrame(columns=SPECTRUM_COLUMNS)
-    try:  # filtered after reading: read_table(filters=...) takes 6 ms a file here, this 1 ms
-        table = pq.read_table(path, columns=["step", *SPECTRUM_COLUMNS])
-        return table.filter(pc.equal(table["step"], 0)).select(SPECTRUM_COLUMNS).to_pandas()
-    except Exception as error:  # pyarrow raises several types for a truncated or foreign file
-        warnings.warn(f"no Jacobian spectra for {job_dir}: jacobian.parquet is unreadable ({type(error).__name__})",
-                      UnreadableSpectra, stacklevel=2)
-        return pd.DataFrame(columns=SPECTRUM_COLUMNS)
-
-
-def job_runs(job_dir: Path) -> tuple[list[str], list[dict], list[pd.DataFrame], list[pd.DataFrame]]:
-    """The job's config keys, and per run in its folder one row, one metrics frame and one frame of J's singular
-    values at init; raises BrokenJob."""
-    config, summary, metrics = read_config(job_dir), read_summary(job_dir), read_metrics(job_dir)
-    facts, replicas, spectra = read_facts(summary), config.get("replicas") or 1, read_spectra(job_dir)
-    per_replica = {r["replica"]: r for r in summary.get("replicas") or [] if isinstance(r, dict)}
-    rows, frames, spectrum_frames = [], [], []
-    for replica in range(replicas):
-        own = {**summary, **per_replica.get(replica, {})}
-        if summary["status"] not in ("completed", "diverged"):
-            own["status"] = summary["status"]  # an interrupted or failed job stopped every replica
-        name = f"{job_dir.parent.name}/{job_dir.name}" + (f"/replica_{replica}" if replicas > 1 else "")
-        rows.append({"job": name, "job_dir": str(job_dir), "replica": replica, **config,
-                     "seed": (config.get("seed") or 0) + replica, **{k: own.get(k) for k in SUMMARY_COLUMNS},
-                     **facts})
-        frames.append(metrics.loc[metrics.replica == replica, METRIC_COLUMNS])
-        spectrum_frames.append(spectra.loc[spectra.replica == replica, ["singular_value"]])
-    if all(frame.empty for frame in frames):
-        raise BrokenJob("metrics.parquet holds no measurements")
-    return list(config), rows, frames, spectrum_frames
+def renumbered(metrics: pd.DataFrame, scanned: list[int], kept: list[int]) -> pd.DataFrame:
+    """metrics' runs numbered as the kept jobs' (runs per job) where they were numbered as the scanned jobs'."""
+    if scanned == kept:
+        return metrics
+    old_first, new_first = np.cumsum([0, *scanned]), np.cumsum([0, *kept])
+    job = np.searchsorted(old_first, metrics.run.to_numpy(), side="right") - 1  # a kept job's rows only
+    return metrics.assign(run=new_first[job] + metrics.run.to_numpy() - old_first[job])
 
 
 def load(roots: Iterable[Path], progress: bool | None = None) -> Sweep:
-    """Every readable run below the roots; progress=None shows a bar on a terminal only."""
-    rows, frames, spectra, skipped, config_keys = [], [], [], [], {}
-    bar = tqdm(find_jobs(roots), desc="loading runs", unit="job", disable=None if progress is None else not progress)
-    for job_dir in bar:
-        try:
-            job_keys, job_rows, job_frames, job_spectra = job_runs(job_dir)
-        except BrokenJob as error:
-            skipped.append(f"skipped {job_dir}: {error}")
-            continue
-        config_keys.update(dict.fromkeys(job_keys))  # a dict keeps the keys in their first job's order
-        for row, frame, spectrum in zip(job_rows, job_frames, job_spectra, strict=True):
-            row["run"] = len(rows)
-            rows.append(row)
-            frames.append(frame.assign(run=row["run"]))
-            spectra.append(spectrum.assign(run=row["run"]))
-    for message in skipped:  # after the bar has closed, so each stays one clean line
+    """Every readable run below the roots; progress=None shows bars on a terminal only."""
+    job_dirs = find_jobs(roots)
+    jobs, broken = read_jobs(job_dirs, progress)
+    jobs, records, unreadable = read_rows(jobs, progress)
+    broken |= unreadable
+    skipped = [f"skipped {job_dir}: {broken[job_dir]}" for job_dir in job_dirs if job_dir in broken]
+    for message in skipped:  # after the bars have closed, so each stays one clean line
         warnings.warn(message, SkippedJob, stacklevel=2)
+    runs_per_job = [0 if job.job_dir in broken else len(job.rows) for job in jobs]
+    metrics = renumbered(records.metrics, [len(job.rows) for job in jobs], runs_per_job)
+    jobs = [job for job in jobs if job.job_dir not in broken]
+    rows = [row for job in jobs for row in job.rows]
     if not rows:
         raise FileNotFoundError(f"no readable runs in {', '.join(map(str, roots))}")
+    for run, row in enumerate(rows):
+        row["run"] = run
     warn_of_missing_facts(rows)
-    metrics = pd.concat(frames, ignore_index=True)
+    config_keys = list(dict.fromkeys(key for job in jobs for key in job.config_keys))  # in their first job's order
+    sums = records.heatmap
     runs = label_series(add_learning_steps(add_ratios(pd.DataFrame(rows), metrics), metrics), config_keys)
     identity = dict.fromkeys([*ALWAYS_IN_METRICS, *swept_keys(runs, setting_keys(config_keys))])
-    config = runs[["run", *identity, *LABELS, "status", "diverged_at_step"]]
-    metrics = metrics.merge(config, on="run", how="left")
-    spectra = pd.concat(spectra, ignore_index=True).astype({"singular_value": float, "run": int})
-    return Sweep(runs, metrics, skipped, list(config_keys), spectra.merge(config, on="run", how="left"))
+    config = [*identity, *LABELS, "status", "diverged_at_step"]
+    spectra = read_jobs_spectra(jobs, progress)
+    heatmap = seed_mean_heatmap(sums, np.cumsum([0, *runs_per_job])[sums.first_job.to_numpy(dtype=np.int64)], runs)
+    spectra = with_run_columns(spectra, runs, SPECTRUM_LABELS)
+    return Sweep(runs, with_run_columns(metrics, runs, config), skipped, config_keys, spectra,
+                 with_run_columns(heatmap, runs, config))
+
+
+def read_jobs_spectra(jobs: list[JobRuns], progress: bool | None) -> pd.DataFrame:
+    """J's singular values at init of every job that recorded them; an unreadable jacobian.parquet is named in a
+    warning and its job kept without them."""
+    with tqdm(total=len(jobs), desc="reading spectra", unit="job", disable=hidden(progress)) as bar:
+        spectra = read_spectra([record_files(job.job_dir / "jacobian.parquet") for job in jobs],
+                               [len(job.rows) for job in jobs], bar.update)
+    for index, message in spectra.unreadable.items():
+        warnings.warn(f"no Jacobian spectra for {jobs[index].job_dir}: jacobian.parquet is unreadable "
+                      f"({message.split(':')[0]})", UnreadableSpectra, stacklevel=3)
+    return spectra.values
+
+
+def with_run_columns(frame: pd.DataFrame, runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """frame (rows with their run) with its run's value of each column, as categories: a code of a byte or two per
+    row (a run has one value) rather than a string or a number; depth, which figures compare and take the maximum
+    of, stays a number, as does a column whose values pandas cannot make categories of."""
+    position = frame.run.to_numpy()  # runs.run is 0..n-1, in order
+    added = {}
+    for column in dict.fromkeys(columns):
+        values = runs[column]
+        try:
+            categories = None if column in NUMBERS else pd.Categorical(values)
+        except TypeError:  # unhashable values
+            categories = None
+        added[column] = (values.to_numpy()[position] if categories is None
+                         else pd.Categorical.from_codes(categories.codes[position], categories.categories))
+    return frame.assign(**added)
+
+
+def concat_rows(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """first's rows, then second's: a column of categories in first stays one, over both frames' values (pd.concat
+    would make it a string per row where the categories differ)."""
+    first, second = first.copy(deep=False), second.copy(deep=False)
+    for column in first.columns:
+        if isinstance(first[column].dtype, pd.CategoricalDtype) and column in second:
+            categories = first[column].cat.categories
+            categories = categories.append(pd.Index(second[column].dropna().unique()).difference(categories))
+            first[column] = first[column].cat.set_categories(categories)
+            second[column] = pd.Categorical(second[column], categories=categories)
+    return pd.concat([first, second], ignore_index=True)
+
+
+def seed_mean_heatmap(sums: pd.DataFrame, first_run: np.ndarray, runs: pd.DataFrame) -> pd.DataFrame:
+    """Figure 3's cells from the heatmap's sums per configuration (records.heatmap_sums, first_run: each row's
+    configuration's first run): per panel, layer and step, grad_norm's geometric mean over the seeds where it is
+    positive and finite, as grad_norm_heatmap takes it, as rows of the panel's first run, panels in run order."""
+    cells = sums.assign(panel=runs.panel.to_numpy()[first_run], run=first_run)
+    cells = cells.groupby(["panel", "layer", "step"], sort=False).agg(
+        log10_sum=("log10_sum", "sum"), usable=("usable", "sum"), run=("run", "min")).reset_index()
+    cells["run"] = cells.groupby("panel", sort=False).run.transform("min")
+    cells = cells.sort_values(["run", "layer", "step"], kind="stable")
+    log10 = (cells.log10_sum / cells.usable.where(cells.usable > 0)).to_numpy(dtype=float)  # NaN: no usable seed
+    return pd.DataFrame({"run": cells.run.to_numpy(dtype=np.int64), "step": cells.step.to_numpy(dtype=np.int64),
+                         "layer": cells.layer.to_numpy(dtype=float), "name": HEATMAP, "value": 10**log10})
 
 
 def warn_of_missing_facts(rows: list[dict]) -> None:

@@ -89,18 +89,18 @@ def predicted_profiles(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFram
     """Rows named delta_rms_predicted at step 0: the theory's profile, anchored at the measured last layer."""
     last = metrics[(metrics.step == 0) & (metrics.name == "delta_rms") & (metrics.layer == metrics.depth)]
     anchors = last.set_index("run").value
-    frames = []
-    for run in runs.itertuples(index=False):
-        profile = predicted_profile(*architecture(run))
-        if run.run not in anchors.index or profile is None:
-            continue
-        frames.append(pd.DataFrame({"run": run.run, "step": 0, "epoch": 0, "layer": np.arange(1, run.depth + 1.0),
-                                    "name": "delta_rms_predicted",
-                                    "value": anchors[run.run] * 10 ** np.array(profile)}))
-    if not frames:
+    known = runs[runs.run.isin(anchors.index)]
+    profiles = [predicted_profile(*architecture(run)) for run in known.itertuples(index=False)]
+    drawn = known[[profile is not None for profile in profiles]]
+    if drawn.empty:
         return metrics.iloc[:0]
-    predicted = pd.concat(frames, ignore_index=True)
-    config = metrics.drop(columns=["step", "epoch", "layer", "name", "value"]).drop_duplicates("run")
+    depths = drawn.depth.to_numpy(dtype=int)
+    predicted = pd.DataFrame({"run": np.repeat(drawn.run.to_numpy(), depths), "step": 0, "epoch": 0,
+                              "layer": np.concatenate([np.arange(1, depth + 1.0) for depth in depths]),
+                              "name": "delta_rms_predicted",
+                              "value": np.repeat(anchors[drawn.run].to_numpy(), depths)
+                              * 10 ** np.concatenate([profile for profile in profiles if profile is not None])})
+    config = metrics.loc[~metrics.run.duplicated()].drop(columns=["step", "epoch", "layer", "name", "value"])
     return predicted.merge(config, on="run", how="left")
 
 
@@ -120,23 +120,32 @@ def fitted_ratio(layers: np.ndarray, values: np.ndarray) -> float:
 
 
 def measured_bulk_ratios(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.Series:
-    """Per run: the fitted per-layer ratio of delta_rms at init over its bulk layers (NaN when too shallow)."""
+    """Per run: the fitted per-layer ratio of delta_rms at init over its bulk layers (NaN when too shallow); the
+    least-squares slope of fitted_ratio, for all runs at once."""
     at_init = metrics[(metrics.step == 0) & (metrics.name == "delta_rms")]
-    fits = {}
-    for run, rows in at_init.groupby("run"):
-        depth = int(rows.depth.iloc[0])
-        bulk = rows[rows.layer.isin(bulk_layers(depth))]
-        fits[run] = fitted_ratio(bulk.layer.to_numpy(), bulk.value.to_numpy())
+    depth, layer, value = (at_init[c].to_numpy(dtype=float) for c in ("depth", "layer", "value"))
+    trim = np.where(depth < 10, 1, np.maximum(2, depth // 10))  # bulk_layers
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = (layer >= 1 + trim) & (layer <= depth - trim) & np.isfinite(value) & (value > 0)
+        points = pd.DataFrame({"run": at_init.run.to_numpy()[keep], "x": layer[keep], "y": np.log10(value[keep])})
+    centred = points.groupby("run")[["x", "y"]].transform("mean")
+    points = points.assign(dx=points.x - centred.x, dy=points.y - centred.y)
+    sums = points.assign(dxdy=points.dx * points.dy, dx2=points.dx**2).groupby("run").agg(
+        n=("x", "size"), dxdy=("dxdy", "sum"), dx2=("dx2", "sum"))
+    fits = (10 ** (-sums.dxdy / sums.dx2)).where(sums.n >= MIN_BULK_LAYERS)
     return runs.run.map(fits)
+
+
+@functools.cache
+def profile_bulk_ratio(profile: tuple[float, ...], depth: int) -> float:
+    layers = np.array(bulk_layers(depth), dtype=int)
+    return fitted_ratio(layers, 10 ** np.array(profile)[layers - 1])
 
 
 def predicted_bulk_ratio(run: pd.Series | tuple) -> float:
     """The same fit as the measured one, over the same layers, of the predicted profile (NaN without theory)."""
     profile = predicted_profile(*architecture(run))
-    if profile is None:
-        return math.nan
-    layers = np.array(bulk_layers(run.depth), dtype=int)
-    return fitted_ratio(layers, 10 ** np.array(profile)[layers - 1])
+    return math.nan if profile is None else profile_bulk_ratio(profile, int(run.depth))
 
 
 def verdict(ratio: float) -> str:

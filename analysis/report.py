@@ -21,10 +21,12 @@ matplotlib.use("Agg")  # files only, no window, whatever the machine's display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from analysis.catalog import FIGURES, Inputs  # noqa: E402
 from analysis.figures_init import ratio_rows  # noqa: E402
-from analysis.load import FACT_COLUMNS, SUMMARY_COLUMNS, load  # noqa: E402
+from analysis.jobs import FACT_COLUMNS, SUMMARY_COLUMNS  # noqa: E402
+from analysis.load import concat_rows, hidden, load  # noqa: E402
 from analysis.page import page  # noqa: E402
 from analysis.predict import (  # noqa: E402
     depth_curves,
@@ -46,9 +48,9 @@ def analyse(sweeps: list[Path], progress: bool | None = None) -> tuple[Inputs, p
     sweep = load(sweeps, progress=progress)
     runs = sweep.runs.assign(bulk_ratio=measured_bulk_ratios(sweep.runs, sweep.metrics))
     runs["predicted_bulk_ratio"] = [predicted_bulk_ratio(run) for run in runs.itertuples(index=False)]
-    metrics = pd.concat([sweep.metrics, predicted_profiles(runs, sweep.metrics)], ignore_index=True)
+    metrics = concat_rows(sweep.metrics, predicted_profiles(runs, sweep.metrics))
     inputs = Inputs(runs, metrics, ratio_rows(runs, depth_curves(runs)), sweep.config_keys, sweep.spectra,
-                    trainability_rows(runs, sweep.config_keys))
+                    trainability_rows(runs, sweep.config_keys), sweep.heatmap)
     return inputs, findings(runs, sweep.config_keys), sweep.skipped
 
 
@@ -65,7 +67,7 @@ def build(sweeps: list[Path], progress: bool | None = None) -> Path:
     for stale in (out / "figures").glob("*.png"):
         stale.unlink()
     inputs, table, skipped = analyse(sweeps, progress)
-    for spec in FIGURES:
+    for spec in tqdm(FIGURES, desc="drawing figures", unit="figure", disable=hidden(progress)):
         fig = spec.build(inputs)
         fig.suptitle(spec.title, fontsize="large", y=1 - 0.12 / fig.get_figheight(), va="top", wrap=True)
         fig.savefig(out / "figures" / f"{spec.name}.png", dpi=DPI)

@@ -1,0 +1,204 @@
+"""Records: the rows of many jobs' metrics.parquet and jacobian.parquet that the report reads, in few scans.
+
+A pyarrow dataset over CHUNK jobs' records at a time reads only the columns the figures use and, by a filter on name
+and step, only their rows; each chunk is reduced at once (the per-layer profiles to their last complete step), so
+memory follows what the figures draw, not how many runs or steps there are. A record is a file, or a folder of parts
+when its job was killed (gradlab.record.PartedTable): each part is a fragment of the scan. Jobs are given as lists
+of their record's files, in order, with their number of runs: rows come back with their run (the jobs' runs numbered
+in order, replica r of a job its first run + r). A job whose record cannot be read is returned with why, by its
+index, and the others are kept.
+
+Profiled on 10,000 copied runs (benchmarks/report_scale.py), reading a pandas frame per run spent most of its time
+and memory in per-file reads, merges of every row with its run's labels and string columns; one scan per chunk costs
+about 1 ms a job, and the rows kept are a tenth of those recorded.
+"""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from gradlab.record import JACOBIAN_SCHEMA, METRICS_SCHEMA
+
+CHUNK = 250  # jobs per scan: a few thousand rows each, so a chunk's rows stay in the tens of MB
+AT_INIT = ["delta_rms", "grad_norm", "saturation", "act_std", "avg_sq_mean", "avg_var", "branch_avg_var"]  # step 0
+CURVES = ["batch_loss", "test_loss", "jac_log_sv_mean", "jac_isometry"]  # every step: figures 5, 11, learning_step
+PROFILES = ["saturation", "act_std", "avg_sq_mean", "avg_var", "branch_avg_var"]  # figures 7, 9: init and the end
+HEATMAP, UPDATE_RATIO = "grad_norm", "update_ratio"  # every step of the deepest runs: figures 3 and 8
+METRIC_COLUMNS = ["replica", "step", "epoch", "layer", "name", "value"]
+NAMES = list(dict.fromkeys([*AT_INIT, *CURVES, *PROFILES, UPDATE_RATIO]))  # every name the figures read
+SPECTRUM_COLUMNS = ["replica", "singular_value"]  # J's singular values at step 0: figure 10
+NEEDED = (pc.field("name").isin(CURVES + PROFILES)
+          | ((pc.field("step") == 0) & pc.field("name").isin(AT_INIT)))  # fmt: skip
+NEEDED_OF_DEEPEST = NEEDED | pc.field("name").isin([HEATMAP, UPDATE_RATIO])
+
+
+class Records(NamedTuple):
+    metrics: pd.DataFrame  # run, step, epoch, layer, name (categories: NAMES), value: the rows the figures read
+    heatmap: pd.DataFrame  # group, layer, step: sum and count of usable log10 grad_norm, first_job: deepest jobs'
+    unreadable: dict[int, str]  # job index: what is wrong with its metrics.parquet
+
+
+class Spectra(NamedTuple):
+    values: pd.DataFrame  # run, singular_value at step 0
+    unreadable: dict[int, str]  # job index: what is wrong with its jacobian.parquet
+
+
+def record_files(path: Path) -> list[str]:
+    """The record's files: itself, its parts when it is a folder, none when it is missing; absolute paths, as the
+    scan names its fragments."""
+    path = Path(path).absolute()
+    if path.is_dir():
+        return [str(part) for part in sorted(path.glob("*.parquet"))]
+    return [str(path)] if path.exists() else []
+
+
+def batches(files: dict[int, list[str]], schema: pa.Schema, columns: list[str],
+            condition: pc.Expression) -> Iterator[pa.RecordBatch]:
+    """The rows of the files meeting the condition, as batches with their job's index prepended."""
+    job_of = {path: job for job, paths in files.items() for path in paths}
+    dataset = ds.dataset(list(job_of), schema=schema, format="parquet")
+    for tagged in dataset.scanner(columns=columns, filter=condition).scan_batches():
+        rows = tagged.record_batch
+        job = pa.array(np.full(rows.num_rows, job_of[tagged.fragment.path], dtype=np.int32))
+        yield pa.RecordBatch.from_arrays([job, *rows.columns], names=["job", *rows.schema.names])
+
+
+def scan(files: dict[int, list[str]], schema: pa.Schema, columns: list[str],
+         condition: pc.Expression) -> tuple[pa.Table, dict[int, str]]:
+    """One scan of every job's files; where that fails (a truncated or foreign file), one per job to find which."""
+    names = ["job", *columns]
+    empty = pa.schema([("job", pa.int32()), *[schema.field(c) for c in columns]])
+    try:
+        return pa.Table.from_batches(list(batches(files, schema, columns, condition)), schema=empty), {}
+    except (pa.ArrowException, OSError):
+        pass
+    tables, unreadable = [], {}
+    for job, paths in files.items():
+        try:
+            tables.append(pa.Table.from_batches(list(batches({job: paths}, schema, columns, condition)), schema=empty))
+        except (pa.ArrowException, OSError) as error:
+            unreadable[job] = f"{type(error).__name__}: {error}"
+    return pa.concat_tables(tables).select(names) if tables else empty.empty_table(), unreadable
+
+
+def last_complete_rows(rows: pa.Table) -> pa.Table:
+    """Per job, replica and name, the rows of the last step after 0 where every value is finite: the end of a
+    profile, not the one layer a diverging run still had finite (figures_training.last_step_rows)."""
+    if not rows.num_rows:
+        return rows
+    job, replica, step = (rows[c].to_numpy().astype(np.int64) for c in ("job", "replica", "step"))
+    names = pc.index_in(rows["name"], pa.array(PROFILES)).to_numpy(zero_copy_only=False)
+    profile = (job * (replica.max() + 1) + replica) * len(PROFILES) + names  # one number per job, replica, name
+    width = int(step.max()) + 1
+    cell = profile * width + step  # one number per profile and step
+    finite = pc.fill_null(pc.is_finite(rows["value"]), False).to_numpy(zero_copy_only=False)
+    complete = pd.Series(finite).groupby(cell, sort=False).all()
+    cells = complete.index.to_numpy()[complete.to_numpy() & (complete.index.to_numpy() % width > 0)]
+    last = pd.Series(cells % width).groupby(cells // width).max()
+    return rows.filter(pa.array(step == last.reindex(profile).to_numpy()))
+
+
+def heatmap_sums(grad_norm: pa.Table, group: np.ndarray) -> pd.DataFrame:
+    """Per group of jobs (a configuration), layer and step: the sum and count of log10 grad_norm over its runs where
+    grad_norm is positive and finite (figures_training.grad_norm_heatmap's mean), and the group's first job."""
+    job = grad_norm["job"].to_numpy()
+    value = grad_norm["value"].to_numpy(zero_copy_only=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log10 = np.log10(np.where(value > 0, value, np.nan))
+    usable = np.isfinite(log10)
+    cells = pd.DataFrame({"group": group[job], "layer": grad_norm["layer"].to_numpy(zero_copy_only=False),
+                          "step": grad_norm["step"].to_numpy(), "log10": np.where(usable, log10, 0.0),
+                          "usable": usable.astype(np.int64), "job": job})
+    return cells.groupby(["group", "layer", "step"], sort=False).agg(
+        log10_sum=("log10", "sum"), usable=("usable", "sum"), first_job=("job", "min")).reset_index()
+
+
+def reduce_chunk(rows: pa.Table, runs_per_job: np.ndarray, group: np.ndarray,
+                 deepest_layers: list[int] | None) -> tuple[pa.Table, pd.DataFrame]:
+    """A chunk's scanned rows -> the rows the figures read, and the heatmap's sums; deepest_layers: the layers of
+    update_ratio figure 8 draws when the chunk holds the deepest jobs, else None (and no heatmap sums). Rows of a
+    replica the job did not train are dropped."""
+    rows = rows.set_column(1, "replica", pc.fill_null(rows["replica"], 0))  # records from before replicas
+    replica = rows["replica"].to_numpy()
+    rows = rows.filter(pa.array((replica >= 0) & (replica < runs_per_job[rows["job"].to_numpy()])))
+    name, step = rows["name"], rows["step"]
+    keep = pc.or_(pc.is_in(name, pa.array(CURVES)), pc.and_(pc.equal(step, 0), pc.is_in(name, pa.array(AT_INIT))))
+    layers = pa.array(deepest_layers or [], pa.int64())
+    keep = pc.or_(keep, pc.and_(pc.equal(name, UPDATE_RATIO), pc.is_in(rows["layer"], layers)))
+    grad_norm = rows.filter(pc.equal(name, HEATMAP)) if deepest_layers is not None else rows.slice(0, 0)
+    profiles = last_complete_rows(rows.filter(pc.is_in(name, pa.array(PROFILES))))
+    return pa.concat_tables([rows.filter(keep), profiles.select(rows.column_names)]), heatmap_sums(grad_norm, group)
+
+
+def as_frame(rows: pa.Table, first_run: np.ndarray) -> pd.DataFrame:
+    """Scanned rows as pandas in run and step order, each with its run (first_run[job] + replica) in place of its
+    job and replica; a nullable layer becomes float (NaN for whole-network metrics), names categories of NAMES."""
+    run = first_run[rows["job"].to_numpy()] + rows["replica"].to_numpy()
+    step = rows["step"].to_numpy()
+    order = np.lexsort((step, run))
+    names = pc.index_in(rows["name"], pa.array(NAMES)).to_numpy(zero_copy_only=False)
+    return pd.DataFrame({"run": run[order], "step": step[order], "epoch": rows["epoch"].to_numpy()[order],
+                         "layer": rows["layer"].to_numpy(zero_copy_only=False).astype(float)[order],
+                         "name": pd.Categorical.from_codes(names[order], NAMES),
+                         "value": rows["value"].to_numpy(zero_copy_only=False)[order]})
+
+
+def read_metrics(files: list[list[str]], runs_per_job: list[int], group: list[int], deepest_layers: list[int],
+                 advance: Callable[[int], object] = lambda n: None) -> Records:
+    """The rows the report reads from every job's metrics files, each with its run (the jobs' runs numbered in
+    order): the NEEDED rows, each profile's last complete step and, for the deepest jobs (group >= 0: their
+    configuration), update_ratio at deepest_layers and the sums of the heatmap of grad_norm at every step."""
+    runs, groups = np.asarray(runs_per_job, dtype=np.int64), np.asarray(group, dtype=np.int64)
+    first_run = np.cumsum([0, *runs])
+    metrics, heatmap, unreadable = [], [], {}
+    for start in range(0, len(files), CHUNK):
+        kept = []
+        for of_deepest in (False, True):
+            chunk = {job: files[job] for job in range(start, min(start + CHUNK, len(files)))
+                     if (groups[job] >= 0) == of_deepest}
+            if not chunk:
+                continue
+            rows, broken = scan(chunk, METRICS_SCHEMA, METRIC_COLUMNS, NEEDED_OF_DEEPEST if of_deepest else NEEDED)
+            unreadable.update(broken)
+            rows, sums = reduce_chunk(rows, runs, groups, deepest_layers if of_deepest else None)
+            kept.append(rows)
+            heatmap.append(sums)
+        metrics.append(as_frame(pa.concat_tables(kept) if kept else empty_metrics(), first_run))
+        advance(min(CHUNK, len(files) - start))
+    if not heatmap:
+        heatmap.append(reduce_chunk(empty_metrics(), runs, groups, None)[1])
+    sums = pd.concat(heatmap, ignore_index=True).groupby(["group", "layer", "step"], sort=False).agg(
+        log10_sum=("log10_sum", "sum"), usable=("usable", "sum"), first_job=("first_job", "min")).reset_index()
+    return Records(pd.concat(metrics or [as_frame(empty_metrics(), first_run)], ignore_index=True), sums, unreadable)
+
+
+def empty_metrics() -> pa.Table:
+    return pa.schema([("job", pa.int32()), *[METRICS_SCHEMA.field(c) for c in METRIC_COLUMNS]]).empty_table()
+
+
+def read_spectra(files: list[list[str]], runs_per_job: list[int],
+                 advance: Callable[[int], object] = lambda n: None) -> Spectra:
+    """J's singular values at step 0 of every job that has a jacobian.parquet, each with its run (the jobs' runs
+    numbered in order); converted chunk by chunk, as they are 10^3 a run."""
+    runs = np.asarray(runs_per_job, dtype=np.int64)
+    first_run = np.cumsum([0, *runs])
+    run_chunks, value_chunks, unreadable = [], [], {}
+    for start in range(0, len(files), CHUNK):
+        chunk = {job: files[job] for job in range(start, min(start + CHUNK, len(files))) if files[job]}
+        if chunk:
+            rows, broken = scan(chunk, JACOBIAN_SCHEMA, SPECTRUM_COLUMNS, pc.field("step") == 0)
+            job, replica = rows["job"].to_numpy(), pc.fill_null(rows["replica"], 0).to_numpy()
+            trained = (replica >= 0) & (replica < runs[job])
+            run_chunks.append((first_run[job] + replica)[trained].astype(np.int32))
+            value_chunks.append(rows["singular_value"].to_numpy(zero_copy_only=False)[trained])
+            unreadable.update(broken)
+        advance(min(CHUNK, len(files) - start))
+    values = pd.DataFrame({"run": np.concatenate([np.zeros(0, np.int32), *run_chunks]),
+                           "singular_value": np.concatenate([np.zeros(0), *value_chunks]).astype(float)})
+    return Spectra(values, unreadable)
