@@ -2,12 +2,13 @@
 
 Every case runs in this one process, interleaved repetition by repetition so that machine noise
 falls on both sides of each ratio; each ratio is the median over repetitions of the ratio measured
-within one repetition.
+within one repetition. Whole processes (start-up, W&B's cost) are timed the same way, as a user runs them.
 """
 
 import argparse
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -68,10 +69,10 @@ def fwd_bwd_cases(size: tuple[int, ...]) -> dict[str, Callable[[], object]]:
     twin = autograd_twin(net)
     x, y = batch(n_in, n_out, batch_size)
 
-    def manual():
-        logits = net.forward(x)
-        CE.value(logits, y).mean()
-        return net.backward(CE.grad(logits, y) / batch_size)
+    def manual():  # as train.gradients takes a step
+        losses, dlogits = CE.value_and_grad(net.forward(x), y)
+        losses.mean()
+        return net.backward(dlogits / batch_size)
 
     def autograd():
         twin.zero_grad(set_to_none=True)
@@ -141,13 +142,100 @@ def cases(sizes: dict[str, tuple[int, ...]], replicas: int) -> dict[str, Callabl
 
 
 RATIOS = [  # (measure, numerator, denominator, offset, goal)
-    ("fwd+bwd manual / autograd, small", "fwd_bwd small manual", "fwd_bwd small autograd", 0, 0.90),
-    ("fwd+bwd manual / autograd, large", "fwd_bwd large manual", "fwd_bwd large autograd", 0, 1.05),
+    ("fwd+bwd manual / autograd, small", "fwd_bwd small manual", "fwd_bwd small autograd", 0, 0.75),  # issue 11,
+    ("fwd+bwd manual / autograd, large", "fwd_bwd large manual", "fwd_bwd large autograd", 0, 1.00),  # goal 5
     ("measurement overhead, log_every=1", "steps small log_every=1", "steps small unmeasured", -1, 0.10),
     ("measurement overhead, log_every=5 (default)", "steps small log_every=5", "steps small unmeasured", -1, 0.02),
     ("measurement overhead, log_every=1, large", "steps large log_every=1", "steps large unmeasured", -1, 0.10),
     ("large step / its matmuls alone", "step large", "step large matmuls only", 0, 1.30),
 ]
+
+
+def process_cases(tiny: bool, out: Path) -> dict[str, list[str]]:
+    """Whole commands: `import torch`, the default run and the demo sweep, with W&B offline and disabled.
+    Tiny: a 3-layer net for one epoch, and a sweep of two such jobs."""
+    run = [sys.executable, str(REPO / "src" / "run.py")]
+    single = ["depth=3", "epochs=1"] if tiny else []
+    sweep = ["-m", "depth=2,3", "epochs=1"] if tiny else ["-m", "depth=2,10,30"]  # the demo sweep (`make demo`)
+    cases = {"import torch": [sys.executable, "-c", "import torch"]}
+    for mode in ("offline", "disabled"):
+        cases[f"run {mode}"] = [*run, *single, f"logger.mode={mode}", f"hydra.run.dir={out / f'run_{mode}'}"]
+        cases[f"sweep {mode}"] = [*run, *sweep, f"logger.mode={mode}", f"hydra.sweep.dir={out / f'sweep_{mode}'}"]
+    return cases
+
+
+def time_processes(tiny: bool, repeats: int) -> dict[str, list[float]]:
+    """Wall time of each whole command, interleaved; the runs' wall_seconds (summary.json) beside them."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"} | {"WANDB_SILENT": "true"}
+    times: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(repeats):
+            for name, command in process_cases(tiny, Path(tmp) / str(rep)).items():
+                started = time.perf_counter()
+                subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
+                times.setdefault(name, []).append(time.perf_counter() - started)
+                if name.startswith("run "):
+                    summary = Path(command[-1].split("=", 1)[1]) / "summary.json"
+                    times.setdefault(f"{name} wall_seconds", []).append(json.loads(summary.read_text())["wall_seconds"])
+            print(f"process repetition {rep + 1}/{repeats} done", file=sys.stderr, flush=True)
+    return times
+
+
+PROCESS_RATIOS = [  # (measure, numerator, denominator, offset, goal): goals 1 and 2 of "Time to result"
+    ("start-up: default run (W&B offline) / import torch", "run offline", "import torch", 0, 1.6),
+    ("W&B offline overhead, default job's wall_seconds", "run offline wall_seconds", "run disabled wall_seconds",
+     -1, 0.10),
+    ("W&B offline overhead, default job, whole process", "run offline", "run disabled", -1, 0.10),
+    ("W&B offline overhead, demo sweep, whole process", "sweep offline", "sweep disabled", -1, 0.10),
+]
+
+
+REPLICA_RUNS = {  # goal 3: size -> (seeds, overrides); tiny: a few seeds of a small net for one epoch
+    False: {"default size": (8, []), "depth 30": (24, ["depth=30", "epochs=5"])},
+    True: {"default size": (2, ["depth=3", "epochs=1"]), "depth 30": (3, ["depth=4", "epochs=1"])},
+}
+
+
+def replica_cases(tiny: bool, out: Path) -> dict[str, list[str]]:
+    """Goal 3's whole commands, W&B disabled: R seeds trained as one replicas=R run, and as a sweep of R jobs
+    (`-m seed=0,...,R-1`: Hydra's basic launcher runs them one after another in one process)."""
+    run = [sys.executable, str(REPO / "src" / "run.py")]
+    found = {}
+    for size, (seeds, overrides) in REPLICA_RUNS[tiny].items():
+        folder, settings = size.replace(" ", "_"), [*overrides, "logger.mode=disabled"]
+        found[f"replicas {size}"] = [*run, *settings, f"replicas={seeds}",
+                                     f"hydra.run.dir={out / f'replicas_{folder}'}"]
+        found[f"sweep {size}"] = [*run, "-m", *settings, f"seed={','.join(map(str, range(seeds)))}",
+                                  f"hydra.sweep.dir={out / f'sweep_{folder}'}"]
+    return found
+
+
+def time_replica_runs(tiny: bool, repeats: int) -> dict[str, list[float]]:
+    """Wall time of each command of replica_cases, interleaved; beside it the sum of its jobs' wall_seconds."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"} | {"WANDB_SILENT": "true"}
+    times: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(repeats):
+            for name, command in replica_cases(tiny, Path(tmp) / str(rep)).items():
+                started = time.perf_counter()
+                subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
+                times.setdefault(name, []).append(time.perf_counter() - started)
+                summaries = Path(command[-1].split("=", 1)[1]).glob("**/summary.json")  # the run's, or each job's
+                times.setdefault(f"{name} wall_seconds", []).append(
+                    sum(json.loads(p.read_text())["wall_seconds"] for p in summaries))
+            print(f"replicas-vs-sweep repetition {rep + 1}/{repeats} done", file=sys.stderr, flush=True)
+    return times
+
+
+def replica_ratios() -> list[tuple[str, str, str, int, float]]:
+    """Goal 3: one replicas=R run / the sweep of the same R seeds, whole process and the jobs' own wall_seconds."""
+    ratios = []
+    for size, goal in (("default size", 1 / 3), ("depth 30", 1 / 1.5)):
+        seeds = REPLICA_RUNS[False][size][0]  # named as at full size, like the process measures
+        for part, suffix in (("whole process", ""), ("wall_seconds", " wall_seconds")):
+            ratios.append((f"replicas={seeds} / {seeds} jobs of a sweep, {size}, {part}", f"replicas {size}{suffix}",
+                           f"sweep {size}{suffix}", 0, round(goal, 3)))
+    return ratios
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", type=int, default=8)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: checks that the script runs")
     parser.add_argument("--job-repeats", type=int, default=3, help="whole-job timings per replica count; 0: none")
+    parser.add_argument("--process-repeats", type=int, help="start-up and W&B timings (default 7, tiny 1); 0: none")
+    parser.add_argument("--sweep-repeats", type=int, help="replicas=R against a sweep of R seeds (default 3, tiny 1); "
+                        "0: none")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else SIZES
@@ -172,6 +263,14 @@ def main(argv: list[str] | None = None) -> int:
         times.update(time_jobs(args.replicas, args.job_repeats))
         ratios.append((f"replicas={args.replicas} / replicas=1, whole job", f"job replicas={args.replicas}",
                        "job replicas=1", 0, 2.5))
+    process_repeats = args.process_repeats if args.process_repeats is not None else 1 if args.tiny else 7
+    if process_repeats:
+        times.update(time_processes(args.tiny, process_repeats))
+        ratios += PROCESS_RATIOS
+    sweep_repeats = args.sweep_repeats if args.sweep_repeats is not None else 1 if args.tiny else 3
+    if sweep_repeats:
+        times.update(time_replica_runs(args.tiny, sweep_repeats))
+        ratios += replica_ratios()
     results = []
     for measure, num, den, offset, goal in ratios:
         value = statistics.median(a / b for a, b in zip(times[num], times[den], strict=True)) + offset

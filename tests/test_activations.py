@@ -79,6 +79,42 @@ def test_activation_grad_matches_autograd(name):
     torch.testing.assert_close(act.grad(z), autograd_derivative(act.fn, z), rtol=1e-10, atol=1e-15)
 
 
+FROM_OUTPUT = sorted(name for name, act in ACTIVATIONS.items() if act.grad_from_output is not None)
+INVERSES = {"sigmoid": torch.logit, "tanh": torch.atanh}  # phi^-1 where phi' is also given from phi's output
+
+
+def test_sigmoid_and_tanh_give_their_derivative_from_their_output():
+    assert {"sigmoid", "tanh"} <= set(FROM_OUTPUT)
+    assert set(INVERSES) == set(FROM_OUTPUT)
+
+
+@pytest.mark.parametrize("name", FROM_OUTPUT)
+def test_grad_from_output_matches_autograd_derivative(name):
+    # From torch's own value of phi, against torch's derivative: both sides independent of the registry's fn.
+    z = z_grid(include_zero=True)
+    from_output = ACTIVATIONS[name].grad_from_output(REFERENCES[name](z))
+    assert from_output.shape == z.shape and from_output.dtype == z.dtype
+    torch.testing.assert_close(from_output, autograd_derivative(REFERENCES[name], z), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", FROM_OUTPUT)
+def test_grad_from_output_keeps_float32_precision_near_saturation(name):
+    # phi' at float32's rounded output y, against float64 autograd at z = phi^-1(y): sigmoid's s - s^2 would be
+    # ~1e-4 off near s = 1.
+    y = REFERENCES[name](torch.linspace(-15, 15, 30_001))
+    y = y[(y.abs() < 1) & (y != 0)]
+    truth = autograd_derivative(REFERENCES[name], INVERSES[name](y.double()))
+    relative = (ACTIVATIONS[name].grad_from_output(y).double() - truth).abs() / truth
+    assert relative.max() < 1e-6
+
+
+@pytest.mark.parametrize("name", FROM_OUTPUT)
+def test_grad_from_output_equals_grad_from_input(name):
+    z = z_grid(include_zero=True)
+    act = ACTIVATIONS[name]
+    torch.testing.assert_close(act.grad_from_output(act.fn(z)), act.grad(z), rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activation_grad_at_zero_is_a_one_sided_derivative(name):
     # The two one-sided slopes from torch's reference, taken just off 0; grad(0) must be one of them.

@@ -1,4 +1,5 @@
-"""The benchmark script runs end to end at a tiny size and writes its table (not a timed test)."""
+"""The benchmark script runs end to end at a tiny size and writes its table (not a timed test): the in-process
+cases, and the whole processes of goals 1 and 2 (start-up, W&B's cost) and 3 (replicas against a sweep), once each."""
 
 import csv
 import json
@@ -27,9 +28,19 @@ def test_benchmark_script_runs_at_tiny_size_and_writes_its_table(tmp_path: Path)
         "measurement overhead, log_every=1, large",
         "large step / its matmuls alone",
         "replicas=8 / replicas=1, training steps",
+        "start-up: default run (W&B offline) / import torch",
+        "W&B offline overhead, default job's wall_seconds",
+        "W&B offline overhead, default job, whole process",
+        "W&B offline overhead, demo sweep, whole process",
+        "replicas=8 / 8 jobs of a sweep, default size, whole process",
+        "replicas=8 / 8 jobs of a sweep, default size, wall_seconds",
+        "replicas=24 / 24 jobs of a sweep, depth 30, whole process",
+        "replicas=24 / 24 jobs of a sweep, depth 30, wall_seconds",
     ]
     assert all(float(row["value"]) > -1 and float(row["numerator_ms"]) > 0 for row in rows)
     saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["case_median_ms"]["run offline wall_seconds"] > 0  # read from the run's own summary.json
+    assert saved["case_median_ms"]["sweep depth 30 wall_seconds"] > 0  # summed over the sweep's jobs' summaries
     assert [r["measure"] for r in saved["results"]] == measures
     for measure in measures:
         assert measure in result.stdout

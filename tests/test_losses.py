@@ -53,6 +53,29 @@ def test_loss_grad_matches_autograd(name, seed):
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("name", sorted(LOSSES))
+def test_fused_value_and_grad_match_torch_and_autograd(name, seed):
+    logits, targets = logits_and_targets(name, seed)
+    leaf = logits.clone().requires_grad_(True)
+    expected_value = torch_loss(name, leaf, targets, "none")
+    (expected_grad,) = torch.autograd.grad(expected_value.sum(), leaf)
+    value, grad = LOSSES[name].value_and_grad(logits, targets)
+    torch.testing.assert_close(value, expected_value.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_fused_value_and_grad_keep_leading_replica_dimensions(name):
+    logits, targets = logits_and_targets(name)
+    stacked = torch.stack([logits, 2 * logits])  # (R=2, B, C), targets shared
+    value, grad = LOSSES[name].value_and_grad(stacked, targets)
+    assert value.shape == stacked.shape[:-1] and grad.shape == stacked.shape
+    for r in range(2):
+        torch.testing.assert_close(value[r], LOSSES[name].value(stacked[r], targets), rtol=1e-14, atol=0)
+        torch.testing.assert_close(grad[r], LOSSES[name].grad(stacked[r], targets), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_loss_grad_matches_central_differences(name, seed):
     logits, targets = logits_and_targets(name, seed)
     loss, eps = LOSSES[name], 1e-6

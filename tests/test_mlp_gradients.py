@@ -63,9 +63,8 @@ def autograd_reference(net: MLP, x: torch.Tensor, y: torch.Tensor, loss_name: st
 
 
 def manual_backward(net: MLP, x: torch.Tensor, y: torch.Tensor, loss_name: str):
-    loss = LOSSES[loss_name]
-    logits = net.forward(x)
-    return net.backward(loss.grad(logits, y) / len(y))
+    _, dlogits = LOSSES[loss_name].value_and_grad(net.forward(x), y)  # as a training step takes it
+    return net.backward(dlogits / len(y))
 
 
 ALL_CASES = pytest.mark.parametrize(
@@ -85,6 +84,18 @@ def test_mlp_backward_matches_autograd(activation, init, loss_name, depth):
         assert ref_dW.norm() > 0 or activation == "relu", "degenerate case: no gradient reaches W"
         assert rel_err(dW, ref_dW) < TOLERANCE, f"dW^{layer}"
         assert rel_err(db, ref_db) < TOLERANCE, f"db^{layer}"
+
+
+@pytest.mark.parametrize("activation", sorted(a for a, act in ACTIVATIONS.items() if act.grad_from_output))
+@pytest.mark.parametrize("depth", [2, 4])
+def test_mlp_backward_with_phi_slope_from_u_also_matches_autograd(activation, depth):
+    # The network takes phi' from phi's output where it can; the path from u must stay exact too.
+    net, x, y = make_case(activation, "xavier_uniform", "cross_entropy", depth)
+    net.activation = net.activation._replace(grad_from_output=None)
+    expected_grads, _, _ = autograd_reference(net, x, y, "cross_entropy")
+    grads = manual_backward(net, x, y, "cross_entropy")
+    for layer, (dW, (ref_dW, _)) in enumerate(zip(grads[:depth], expected_grads, strict=True), start=1):
+        assert rel_err(dW, ref_dW) < TOLERANCE, f"dW^{layer}"
 
 
 @ALL_CASES

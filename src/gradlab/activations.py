@@ -7,6 +7,7 @@ so the mask is a cheap test on z itself. The exceptions are relu and leaky_relu,
 (relu: z <= 0; leaky_relu: z < 0), and linear, whose constant slope is never saturated.
 """
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -26,6 +27,9 @@ class Activation(NamedTuple):
     fn: Callable[[Tensor], Tensor]
     grad: Callable[[Tensor], Tensor]  # d fn / dz, elementwise, from z
     saturated: Callable[[Tensor], Tensor]  # bool mask: |fn'(z)| < 3% of max |fn'| (relu kinds: the off side)
+    # The same d fn / dz from the output y = fn(z), where that is cheaper than from z (no second fn); None where
+    # it is not. grad is then this applied to fn(z), so the derivative is stated once.
+    grad_from_output: Callable[[Tensor], Tensor] | None = None
 
 
 def bisect_root(f: Callable[[float], float], lo: float, hi: float) -> float:
@@ -55,9 +59,20 @@ def sigmoid(z: Tensor) -> Tensor:
     return torch.sigmoid(z)
 
 
+@functools.cache
+def scalar(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A 0-d tensor, made once per value, dtype and device: lerp and addcmul take these operands as tensors."""
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+def sigmoid_grad_from_output(s: Tensor) -> Tensor:
+    """sigmoid' = s (1 - s), s = sigmoid(z), in one kernel: lerp(s, 0, s) = s + s (0 - s), which torch evaluates
+    as (1 - s) s for s >= 1/2, so it stays exact near s = 1, where s - s^2 would cancel."""
+    return torch.lerp(s, scalar(0.0, s.dtype, s.device), s)
+
+
 def sigmoid_grad(z: Tensor) -> Tensor:
-    s = torch.sigmoid(z)
-    return s * (1 - s)
+    return sigmoid_grad_from_output(torch.sigmoid(z))
 
 
 def sigmoid_saturated(z: Tensor) -> Tensor:
@@ -69,8 +84,13 @@ def tanh(z: Tensor) -> Tensor:
     return torch.tanh(z)
 
 
+def tanh_grad_from_output(t: Tensor) -> Tensor:
+    """tanh' = 1 - t^2, t = tanh(z), in one kernel (as torch's own tanh backward computes it)."""
+    return torch.addcmul(scalar(1.0, t.dtype, t.device), t, t, value=-1)
+
+
 def tanh_grad(z: Tensor) -> Tensor:
-    return 1 - torch.tanh(z) ** 2
+    return tanh_grad_from_output(torch.tanh(z))
 
 
 def tanh_saturated(z: Tensor) -> Tensor:
@@ -192,8 +212,8 @@ def never_saturated(z: Tensor) -> Tensor:
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation(sigmoid, sigmoid_grad, sigmoid_saturated),
-    "tanh": Activation(tanh, tanh_grad, tanh_saturated),
+    "sigmoid": Activation(sigmoid, sigmoid_grad, sigmoid_saturated, sigmoid_grad_from_output),
+    "tanh": Activation(tanh, tanh_grad, tanh_saturated, tanh_grad_from_output),
     "relu": Activation(relu, relu_grad, relu_saturated),
     "leaky_relu": Activation(leaky_relu, leaky_relu_grad, negative_side),
     "elu": Activation(elu, elu_grad, elu_saturated),

@@ -31,8 +31,16 @@ def affine_forward(h: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, AffineCache
 
 
 def affine_input_backward(dz: Tensor, cache: AffineCache) -> Tensor:
-    """dh = dz w^T alone: what a Jacobian needs, with no parameter gradients."""
-    return torch.matmul(dz, cache.w.mT)
+    """dh = dz w^T alone: what a Jacobian needs, with no parameter gradients. dz may lead with one axis more
+    than the layer's input, K directions at once: (K, ..., B, fan_out) -> (K, ..., B, fan_in)."""
+    w = cache.w
+    if w.dim() == 2 or dz.dim() == w.dim():
+        return torch.matmul(dz, w.mT)
+    # (K, R, B, fan_out) against replica weights (R, fan_in, fan_out): torch.matmul would first copy w K times
+    # (most of a batched Jacobian's time); one product per replica over all K * B rows copies nothing of w.
+    k, replicas, batch, fan_out = dz.shape
+    rows = dz.movedim(0, 1).reshape(replicas, k * batch, fan_out)  # (R, K B, fan_out)
+    return torch.bmm(rows, w.mT).reshape(replicas, k, batch, -1).movedim(1, 0)  # (K, R, B, fan_in)
 
 
 def affine_backward(dz: Tensor, cache: AffineCache, input_grad: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:

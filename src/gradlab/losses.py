@@ -2,8 +2,9 @@
 
 `value` gives each example's own loss, shape (B,); the training loss is its mean.
 `grad` gives d loss_b / d logits_b for each example, shape (B, C): the gradient of the mean
-loss is grad / B. Both are stable for any finite logits (log-sum-exp, softplus). Leading
-replica dimensions pass through: logits (R, B, C) with targets (R, B) or (B,) give (R, B).
+loss is grad / B. `value_and_grad` gives both from one pass (cross-entropy: one log-softmax),
+as a training step needs them. All are stable for any finite logits (log-sum-exp, softplus).
+Leading replica dimensions pass through: logits (R, B, C) with targets (R, B) or (B,) give (R, B).
 """
 
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from torch import Tensor
 class Loss(NamedTuple):
     value: Callable[[Tensor, Tensor], Tensor]  # (logits (B, C), targets) -> (B,)
     grad: Callable[[Tensor, Tensor], Tensor]  # (logits, targets) -> d loss_b / d logits_b, (B, C)
+    value_and_grad: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (value, grad), sharing their work
     predict: Callable[[Tensor], Tensor]  # logits -> predicted class, (B,)
     out_dim: Callable[[int], int]  # number of classes -> number of logits
     n_classes: int | None  # classes it requires, None for any
@@ -31,16 +33,30 @@ def class_index(logits: Tensor, targets: Tensor) -> Tensor:
     return targets.expand(logits.shape[:-1]).unsqueeze(-1)
 
 
+def negative_log_likelihood(log_probs: Tensor, index: Tensor) -> Tensor:
+    """-log p_y per example, from log-probabilities (..., B, C) and the class index (..., B, 1)."""
+    return -log_probs.gather(-1, index).squeeze(-1)
+
+
+def softmax_minus_onehot(log_probs: Tensor, index: Tensor) -> Tensor:
+    """d(-log softmax(z)_y) / dz = softmax(z) - onehot(y), from log_probs = log softmax(z)."""
+    return log_probs.exp().scatter_(-1, index, -1.0, reduce="add")  # in place on exp's fresh output
+
+
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """-log softmax(logits)[y], per example; targets are class indices, (B,)."""
-    return -log_softmax(logits).gather(-1, class_index(logits, targets)).squeeze(-1)
+    return negative_log_likelihood(log_softmax(logits), class_index(logits, targets))
 
 
 def cross_entropy_grad(logits: Tensor, targets: Tensor) -> Tensor:
     """softmax(logits) - onehot(y)."""
-    return log_softmax(logits).exp().scatter_add(
-        -1, class_index(logits, targets), -torch.ones_like(logits[..., :1])
-    )
+    return softmax_minus_onehot(log_softmax(logits), class_index(logits, targets))
+
+
+def cross_entropy_value_and_grad(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Both from one log-softmax: the loss is -log p_y, the gradient p - onehot(y)."""
+    log_probs, index = log_softmax(logits), class_index(logits, targets)
+    return negative_log_likelihood(log_probs, index), softmax_minus_onehot(log_probs, index)
 
 
 def argmax_class(logits: Tensor) -> Tensor:
@@ -59,13 +75,20 @@ def binary_cross_entropy_grad(logits: Tensor, targets: Tensor) -> Tensor:
     return torch.sigmoid(logits) - targets.to(logits.dtype).unsqueeze(-1)
 
 
+def binary_cross_entropy_value_and_grad(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """The two apart: softplus and sigmoid share no kernel worth sharing."""
+    return binary_cross_entropy(logits, targets), binary_cross_entropy_grad(logits, targets)
+
+
 def sign_class(logits: Tensor) -> Tensor:
     return (logits.squeeze(-1) > 0).long()
 
 
 LOSSES: dict[str, Loss] = {
-    "cross_entropy": Loss(cross_entropy, cross_entropy_grad, argmax_class, lambda k: k, None),
-    "bce": Loss(binary_cross_entropy, binary_cross_entropy_grad, sign_class, lambda k: 1, 2),
+    "cross_entropy": Loss(cross_entropy, cross_entropy_grad, cross_entropy_value_and_grad, argmax_class,
+                          lambda k: k, None),
+    "bce": Loss(binary_cross_entropy, binary_cross_entropy_grad, binary_cross_entropy_value_and_grad, sign_class,
+                lambda k: 1, 2),
 }
 
 

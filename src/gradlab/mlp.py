@@ -45,6 +45,7 @@ class LayerCache(NamedTuple):
     z: Tensor  # the layer's affine output z^l
     norm: NormCache | None  # None where the layer has no norm
     u: Tensor | None  # phi's argument at this layer (None where phi is not applied)
+    phi_u: Tensor | None = None  # phi(u), kept so that phi' can come from phi's output
 
 
 class MLP:
@@ -134,13 +135,15 @@ class MLP:
             if last:
                 return z, LayerCache(affine, z, None, None)
             u, norm = self.normalize(l, z, training)
-            return phi(u), LayerCache(affine, z, norm, u)
+            phi_u = phi(u)
+            return phi_u, LayerCache(affine, z, norm, u, phi_u)
         if l == 1:
             z, affine = affine_forward(h, w, b)
             return z, LayerCache(affine, z, None, None)
         u, norm = self.normalize(l, h, training)
-        z, affine = affine_forward(phi(u), w, b)
-        return (z if last else h + self.residual_scale * z), LayerCache(affine, z, norm, u)
+        phi_u = phi(u)
+        z, affine = affine_forward(phi_u, w, b)
+        return (z if last else h + self.residual_scale * z), LayerCache(affine, z, norm, u, phi_u)
 
     def infer(self, x: Tensor) -> Tensor:
         """Logits for x, (B, fan_out) or (R, B, fan_out), in evaluation mode (batch norm's running statistics)."""
@@ -182,7 +185,7 @@ class MLP:
         """From dh = dL/d(the input of layer l's affine map) to dz^{l-1}: back through phi and the norm between
         them. Returns (dz^{l-1}, the residual stream's dL/dh^{l-1} or None, (dgamma, dbeta) of that norm)."""
         cache = self.caches[l - 2] if self.arch == "plain" else self.caches[l - 1]
-        du = dh * self.activation.grad(cache.u)
+        du = dh * self.phi_slope(cache)
         dz, norm_grads = du, (None, None)
         if cache.norm is not None:
             dz, *norm_grads = normalize_backward(du, cache.norm)
@@ -190,6 +193,11 @@ class MLP:
             return dz, None, tuple(norm_grads)
         stream = dz if stream is None else stream + dz  # dL/dh^{l-1}: the branch's share, plus the skip's
         return (stream if l == 2 else self.residual_scale * stream), stream, tuple(norm_grads)
+
+    def phi_slope(self, cache: LayerCache) -> Tensor:
+        """phi'(u) at a layer: from phi's kept output where the activation offers that (no second phi), else from u."""
+        from_output = self.activation.grad_from_output
+        return self.activation.grad(cache.u) if from_output is None else from_output(cache.phi_u)
 
     def input_jacobian(self, x: Tensor) -> Tensor:
         """J(x) = d h^{depth-1} / d x per example, in evaluation mode: (..., B, width, n_in) for x (..., B, n_in).

@@ -15,8 +15,11 @@ from torch import Tensor
 
 def tensor_norms(tensors: list[Tensor], batched: bool) -> Tensor:
     """The 2-norm of each tensor, (n,); batched over replicas, of each replica's slice: (n, R)."""
-    parts = [p for t in tensors for p in t.unbind(0)] if batched else tensors
-    return torch.stack(torch._foreach_norm(parts)).reshape(len(tensors), -1 if batched else 1).squeeze(-1)
+    if not batched:
+        return torch.stack(torch._foreach_norm(tensors))
+    # one reduction per tensor over its flattened replica slices: _foreach_norm over all n * R slices is ~7x
+    # slower at R = 24, depth 30 (3.4 ms against 0.5 ms, every step)
+    return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors])
 
 
 def global_norm(grad_norms: Tensor) -> Tensor:

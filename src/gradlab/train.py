@@ -124,8 +124,9 @@ class Gradients(NamedTuple):
 def gradients(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> Gradients:
     """Forward and backward on one mini-batch, for the batch-mean loss."""
     logits = net.forward(x)
-    batch_loss = loss.value(logits, y).mean(-1)
-    grads = net.backward(loss.grad(logits, y) / y.shape[-1])
+    losses, dlogits = loss.value_and_grad(logits, y)  # (..., B), (..., B, n_out): d loss_b / d logits_b
+    batch_loss = losses.mean(-1)
+    grads = net.backward(dlogits / y.shape[-1])
     grad_norms = tensor_norms(grads, net.batched)
     return Gradients(logits, batch_loss, grads, grad_norms, global_norm(grad_norms))
 
