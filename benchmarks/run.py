@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import report_scale  # benchmarks/report_scale.py, beside this script
 import torch
 from torch import nn
 
@@ -248,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--process-repeats", type=int, help="start-up and W&B timings (default 7, tiny 1); 0: none")
     parser.add_argument("--sweep-repeats", type=int, help="replicas=R against a sweep of R seeds (default 3, tiny 1); "
                         "0: none")
+    parser.add_argument("--report-runs", type=int, help=f"runs for the report's scale (default "
+                        f"{report_scale.RUNS:,}, tiny {report_scale.TINY_RUNS}); 0: none")
+    parser.add_argument("--report-base", type=Path, help="the sweep the report's runs are copied from (default: "
+                        "train one, about 5 minutes)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else SIZES
@@ -277,8 +282,24 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"measure": measure, "value": round(value, 4), "goal": f"<= {goal}", "met": value <= goal,
                         "numerator_ms": round(1e3 * statistics.median(times[num]), 4),
                         "denominator_ms": round(1e3 * statistics.median(times[den]), 4)})
+    report_runs = args.report_runs
+    if report_runs is None:
+        report_runs = report_scale.TINY_RUNS if args.tiny else report_scale.RUNS
+    if report_runs:
+        scale = report_scale.measure(report_runs, base=args.report_base, tiny=args.tiny, quiet=True)
+        results += report_scale_rows(scale)
     report(results, times, args, sizes)
     return 0
+
+
+def report_scale_rows(scale: dict[str, float]) -> list[dict]:
+    """Goal 4 in absolute units, one measurement: the report's wall seconds and peak memory over N copied runs
+    (benchmarks/report_scale.py); these rows have no numerator and denominator."""
+    runs = f"{int(scale['runs']):,}"
+    rows = [(f"report over {runs} runs, wall seconds", scale["wall_s"], 60),
+            (f"report over {runs} runs, peak memory GB", scale["peak_mb"] / 1024, 2)]
+    return [{"measure": measure, "value": round(value, 4), "goal": f"<= {goal}", "met": value <= goal,
+             "numerator_ms": None, "denominator_ms": None} for measure, value, goal in rows]
 
 
 def time_jobs(replicas: int, repeats: int) -> dict[str, list[float]]:
@@ -297,8 +318,8 @@ def time_jobs(replicas: int, repeats: int) -> dict[str, list[float]]:
 def report(results: list[dict], times: dict[str, list[float]], args: argparse.Namespace, sizes: dict) -> None:
     print(f"\n{'measure':<55} {'value':>8}  {'goal':>7}  met   ({'num ms':>9} / {'den ms':>9})")
     for r in results:
-        print(f"{r['measure']:<55} {r['value']:>8.3f}  {r['goal']:>7}  {'yes' if r['met'] else 'NO ':<4}"
-              f"  ({r['numerator_ms']:>9.3f} / {r['denominator_ms']:>9.3f})")
+        parts = "" if r["numerator_ms"] is None else f"  ({r['numerator_ms']:>9.3f} / {r['denominator_ms']:>9.3f})"
+        print(f"{r['measure']:<55} {r['value']:>8.3f}  {r['goal']:>7}  {'yes' if r['met'] else 'NO ':<4}{parts}")
     for unit, batched, single in (("10 steps", f"steps small replicas={args.replicas}", "steps small log_every=5"),
                                   ("job", f"job replicas={args.replicas}", "job replicas=1")):
         if batched in times:

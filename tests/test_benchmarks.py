@@ -1,5 +1,6 @@
 """The benchmark script runs end to end at a tiny size and writes its table (not a timed test): the in-process
-cases, and the whole processes of goals 1 and 2 (start-up, W&B's cost) and 3 (replicas against a sweep), once each."""
+cases, and the whole processes of goals 1 and 2 (start-up, W&B's cost), 3 (replicas against a sweep) and 4 (the
+report over 20 copied runs), once each."""
 
 import csv
 import json
@@ -36,8 +37,12 @@ def test_benchmark_script_runs_at_tiny_size_and_writes_its_table(tmp_path: Path)
         "replicas=8 / 8 jobs of a sweep, default size, wall_seconds",
         "replicas=24 / 24 jobs of a sweep, depth 30, whole process",
         "replicas=24 / 24 jobs of a sweep, depth 30, wall_seconds",
+        "report over 20 runs, wall seconds",
+        "report over 20 runs, peak memory GB",
     ]
-    assert all(float(row["value"]) > -1 and float(row["numerator_ms"]) > 0 for row in rows)
+    ratios, absolute = rows[:-2], rows[-2:]
+    assert all(float(row["value"]) > -1 and float(row["numerator_ms"]) > 0 for row in ratios)
+    assert all(float(row["value"]) > 0 and row["numerator_ms"] == "" for row in absolute)  # one measurement each
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["case_median_ms"]["run offline wall_seconds"] > 0  # read from the run's own summary.json
     assert saved["case_median_ms"]["sweep depth 30 wall_seconds"] > 0  # summed over the sweep's jobs' summaries
