@@ -1,6 +1,7 @@
 """Shared helpers: Hydra's compose API over conf/, and the CLI run in a subprocess."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,12 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(WANDB_SILENT="true", **extra)
     return env
+
+
+def interruptible() -> None:
+    """Popen's preexec_fn: SIGINT's default disposition in the child even where the tests run with SIGINT ignored
+    (a non-interactive shell's background job), so that Python there turns Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:

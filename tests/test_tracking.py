@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import RUN, cli_env, compose_config, run_cli
+from conftest import RUN, cli_env, compose_config, interruptible, run_cli
 from gradlab import experiment, tracking, wandb_helper
 from gradlab.experiment import Job, run_job
 from gradlab.measurement import Measurement
@@ -111,6 +111,7 @@ def test_ctrl_c_ends_job_and_wandb_run_with_exit_code_130(tmp_path: Path):
     process = subprocess.Popen(
         [sys.executable, str(RUN), "epochs=100000", "depth=3", f"hydra.run.dir={run_dir}"],
         cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,
         start_new_session=True,  # its own process group, as a terminal's foreground job has
     )
     deadline = time.monotonic() + 60

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import RUN, cli_env, compose_config
+from conftest import RUN, cli_env, compose_config, interruptible
 from gradlab.config import train_settings
 from gradlab.experiment import Job, prepare, run_job
 from gradlab.record import METRICS_SCHEMA
@@ -122,6 +122,7 @@ def test_killed_run_leaves_a_readable_interrupted_record(tmp_path: Path, signum:
         [sys.executable, str(RUN), "epochs=100000", "depth=3", "log_every=1", "logger.mode=disabled",
          f"hydra.run.dir={run_dir}"],
         cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 60
     while not (run_dir / "metrics.parquet").exists() and time.monotonic() < deadline:
