@@ -165,20 +165,26 @@ def process_cases(tiny: bool, out: Path) -> dict[str, list[str]]:
     return cases
 
 
-def time_processes(tiny: bool, repeats: int) -> dict[str, list[float]]:
-    """Wall time of each whole command, interleaved; the runs' wall_seconds (summary.json) beside them."""
+Commands = Callable[[Path], dict[str, list[str]]]  # an output folder -> name -> command line
+
+
+def time_commands(make_cases: Commands, repeats: int, label: str) -> dict[str, list[float]]:
+    """Wall time of each whole command, interleaved repetition by repetition; beside each run or sweep, the sum of
+    its jobs' own wall_seconds (their summary.json files)."""
     env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"} | {"WANDB_SILENT": "true"}
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(repeats):
-            for name, command in process_cases(tiny, Path(tmp) / str(rep)).items():
+            for name, command in make_cases(Path(tmp) / str(rep)).items():
                 started = time.perf_counter()
                 subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
                 times.setdefault(name, []).append(time.perf_counter() - started)
-                if name.startswith("run "):
-                    summary = Path(command[-1].split("=", 1)[1]) / "summary.json"
-                    times.setdefault(f"{name} wall_seconds", []).append(json.loads(summary.read_text())["wall_seconds"])
-            print(f"process repetition {rep + 1}/{repeats} done", file=sys.stderr, flush=True)
+                outputs = ("hydra.run.dir=", "hydra.sweep.dir=")
+                for folder in [arg.split("=", 1)[1] for arg in command if arg.startswith(outputs)]:  # none: no run
+                    summaries = Path(folder).glob("**/summary.json")  # the run's, or each job's
+                    times.setdefault(f"{name} wall_seconds", []).append(
+                        sum(json.loads(path.read_text())["wall_seconds"] for path in summaries))
+            print(f"{label} repetition {rep + 1}/{repeats} done", file=sys.stderr, flush=True)
     return times
 
 
@@ -209,23 +215,6 @@ def replica_cases(tiny: bool, out: Path) -> dict[str, list[str]]:
         found[f"sweep {size}"] = [*run, "-m", *settings, f"seed={','.join(map(str, range(seeds)))}",
                                   f"hydra.sweep.dir={out / f'sweep_{folder}'}"]
     return found
-
-
-def time_replica_runs(tiny: bool, repeats: int) -> dict[str, list[float]]:
-    """Wall time of each command of replica_cases, interleaved; beside it the sum of its jobs' wall_seconds."""
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"} | {"WANDB_SILENT": "true"}
-    times: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(repeats):
-            for name, command in replica_cases(tiny, Path(tmp) / str(rep)).items():
-                started = time.perf_counter()
-                subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
-                times.setdefault(name, []).append(time.perf_counter() - started)
-                summaries = Path(command[-1].split("=", 1)[1]).glob("**/summary.json")  # the run's, or each job's
-                times.setdefault(f"{name} wall_seconds", []).append(
-                    sum(json.loads(p.read_text())["wall_seconds"] for p in summaries))
-            print(f"replicas-vs-sweep repetition {rep + 1}/{repeats} done", file=sys.stderr, flush=True)
-    return times
 
 
 def replica_ratios() -> list[tuple[str, str, str, int, float]]:
@@ -270,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                        "job replicas=1", 0, 2.5))
     process_repeats = args.process_repeats if args.process_repeats is not None else 1 if args.tiny else 7
     if process_repeats:
-        times.update(time_processes(args.tiny, process_repeats))
+        times.update(time_commands(lambda out: process_cases(args.tiny, out), process_repeats, "process"))
         ratios += PROCESS_RATIOS
     sweep_repeats = args.sweep_repeats if args.sweep_repeats is not None else 1 if args.tiny else 3
     if sweep_repeats:
-        times.update(time_replica_runs(args.tiny, sweep_repeats))
+        times.update(time_commands(lambda out: replica_cases(args.tiny, out), sweep_repeats, "replicas-vs-sweep"))
         ratios += replica_ratios()
     results = []
     for measure, num, den, offset, goal in ratios:
