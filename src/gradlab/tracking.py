@@ -112,11 +112,19 @@ class Helper:
         except queue.Empty:
             return None
 
-    def close(self, timeout: float = 30) -> None:
-        """End of input: the helper closes W&B's service and exits; one that never held a run is just ended."""
+    def release(self) -> None:
+        """End of input, without waiting: the helper closes W&B's service and exits on its own (every run it held
+        is already written: finish() waited for it). One that never held a run is just ended."""
         try:
             if not self.used:
                 self.process.kill()
+            self.process.stdin.close()
+        except OSError:
+            self.process.kill()
+
+    def stop(self, timeout: float) -> None:
+        """End of input, waiting up to timeout for the helper to close a run left open (as failed); then killed."""
+        try:
             self.process.stdin.close()
             self.process.wait(timeout)
         except (OSError, subprocess.TimeoutExpired):
@@ -142,7 +150,7 @@ def take_helper() -> Helper:
 @atexit.register
 def close_idle_helpers() -> None:
     while _idle:
-        _idle.pop().close()
+        _idle.pop().release()
 
 
 class HelperLogger:
@@ -209,7 +217,7 @@ class HelperLogger:
                 self.helper.send("finish", exit_code)
             self.settle(until={"finished"})
         except BaseException:
-            self.helper.close(timeout=5)  # in an unknown state: no later job may use it
+            self.helper.stop(timeout=5)  # in an unknown state: no later job may use it
             raise
         _idle.append(self.helper)
         self.raise_failure()
