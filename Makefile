@@ -16,5 +16,8 @@ demo: $(VENV_STAMP)
 	$(PY) src/run.py -m depth=2,10,30
 	$(PY) analysis/report.py
 
+clean-runs:  # everything the runs wrote; runs/README.md stays
+	find runs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+
 lint: $(VENV_STAMP)
 	$(PY) -m ruff check src analysis tests

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import report_scale  # benchmarks/report_scale.py, beside this script
+import contention  # benchmarks/contention.py and report_scale.py, beside this script
+import report_scale
 import torch
 from torch import nn
 
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--process-repeats", type=int, help="start-up and W&B timings (default 7, tiny 1); 0: none")
     parser.add_argument("--sweep-repeats", type=int, help="replicas=R against a sweep of R seeds (default 3, tiny 1); "
                         "0: none")
+    parser.add_argument("--contention-repeats", type=int, help="the demo sweep alone and beside a busy process "
+                        "(default 5, tiny 1); 0: none")
     parser.add_argument("--report-runs", type=int, help=f"runs for the report's scale (default "
                         f"{report_scale.RUNS:,}, tiny {report_scale.TINY_RUNS}); 0: none")
     parser.add_argument("--report-base", type=Path, help="the sweep the report's runs are copied from (default: "
@@ -265,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     if sweep_repeats:
         times.update(time_commands(lambda out: replica_cases(args.tiny, out), sweep_repeats, "replicas-vs-sweep"))
         ratios += replica_ratios()
+    contention_repeats = args.contention_repeats if args.contention_repeats is not None else 1 if args.tiny else 5
+    if contention_repeats:
+        times.update(contention.measure(contention_repeats, args.tiny))
+        ratios.append(contention.RATIO)
     results = []
     for measure, num, den, offset, goal in ratios:
         value = statistics.median(a / b for a, b in zip(times[num], times[den], strict=True)) + offset

@@ -22,32 +22,38 @@ WANDB_HELPER = start_wandb_helper()
 
 import hydra  # noqa: E402  (after the helper's start, on purpose)
 import torch  # noqa: E402
+from hydra._internal.utils import get_args_parser  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from gradlab import tracking  # noqa: E402
-from gradlab.config import ConfigError, register_configs  # noqa: E402
+from gradlab.config import ConfigError, check_overrides, config_groups, register_configs  # noqa: E402
 from gradlab.data import DataUnavailable  # noqa: E402
 from gradlab.experiment import Job, JobInterrupted, run_job  # noqa: E402
 from gradlab.sweeps import available_cores, threads_per_job  # noqa: E402
 
+CORES = torch.get_num_threads()  # torch's own count (OMP_NUM_THREADS, else the cores), before any job changes it
 register_configs()
 if WANDB_HELPER is not None:
     tracking.adopt(WANDB_HELPER)
 
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> str:
     hc = HydraConfig.get()
-    threads = threads_per_job(hc.launcher, available_cores())
-    if threads:
-        torch.set_num_threads(threads)  # parallel jobs must not oversubscribe the cores
+    parallel = threads_per_job(hc.launcher, available_cores())  # parallel jobs must not oversubscribe the cores
     multirun = hc.mode == RunMode.MULTIRUN
     job = Job(
         run_dir=Path(hc.runtime.output_dir),
         group=Path(hc.sweep.dir).name if multirun else None,
         name=hc.job.override_dirname or "defaults",
+        sweep_dir=Path(hc.sweep.dir) if multirun else None,
+        number=hc.job.num if multirun else None,
+        cores=min(parallel or CORES, CORES),
     )
     try:
         return run_job(cfg, job)
@@ -59,7 +65,19 @@ def main(cfg: DictConfig) -> str:
         sys.exit(130)
 
 
+def check_command_line() -> None:
+    """Unknown keys and config-group options, however they are written, as one line and exit 2 before Hydra runs
+    (Hydra would report `detph=30` in several lines and exit 1, and add `+detph=30` to the config silently)."""
+    overrides = get_args_parser().parse_known_args()[0].overrides
+    try:
+        check_overrides(overrides, config_groups(CONF_DIR))
+    except ConfigError as error:
+        print(f"gradlab: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_command_line()
     try:
         main()
     finally:

@@ -4,8 +4,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from gradlab.sweeps import newest_sweep
-from gradlab.sync import find_offline_runs, preflight, server_url, sync_all
+from gradlab.sweeps import find_sweeps, newest_sweep, sweep_running
+from gradlab.sync import OfflineRun, find_offline_runs, preflight, server_url, sync_all
+
+
+def state(run: OfflineRun) -> str:
+    return "synced" if run.synced else "running" if run.running else "not synced"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,9 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = find_offline_runs(sweeps)
     print(f"{len(runs)} offline W&B run(s) in {', '.join(map(str, sweeps))}")
+    for sweep in filter(sweep_running, (found for root in sweeps for found in find_sweeps(root))):
+        print(f"  {sweep} is still running: the runs of its jobs still training are not synced; sync again when it "
+              "ends")
     for run in runs:
-        print(f"  {'synced' if run.synced else 'not synced':10}  {run.path}")
-    if args.dry_run or all(run.synced for run in runs):
+        print(f"  {state(run):10}  {run.path}")
+    if args.dry_run or all(run.synced or run.running for run in runs):
         return 0
     problem = preflight(server_url())
     if problem:

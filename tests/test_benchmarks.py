@@ -1,6 +1,6 @@
 """The benchmark script runs end to end at a tiny size and writes its table (not a timed test): the in-process
 cases, and the whole processes of goals 1 and 2 (start-up, W&B's cost), 3 (replicas against a sweep) and 4 (the
-report over 20 copied runs), once each."""
+report over 20 copied runs), and the demo sweep beside a busy process, once each."""
 
 import csv
 import json
@@ -37,6 +37,7 @@ def test_benchmark_script_runs_at_tiny_size_and_writes_its_table(tmp_path: Path)
         "replicas=8 / 8 jobs of a sweep, default size, wall_seconds",
         "replicas=24 / 24 jobs of a sweep, depth 30, whole process",
         "replicas=24 / 24 jobs of a sweep, depth 30, wall_seconds",
+        "demo sweep beside one busy process / alone",
         "report over 20 runs, wall seconds",
         "report over 20 runs, peak memory GB",
     ]

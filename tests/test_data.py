@@ -13,7 +13,15 @@ import sklearn.datasets
 import torch
 
 from conftest import run_cli
-from gradlab.data import DATASETS, DataUnavailable, digits_arrays, make_moons, split_arrays, standardize
+from gradlab.data import (
+    DATASETS,
+    DataUnavailable,
+    digits_arrays,
+    download_failure,
+    make_moons,
+    split_arrays,
+    standardize,
+)
 
 OPTIONS = SimpleNamespace(test_fraction=0.2, kind="moons", n_samples=200, noise=0.2)
 
@@ -117,6 +125,16 @@ def test_missing_mnist_offline_raises_a_message_naming_set_folder_and_alternativ
     message = str(error.value)
     assert "dataset=mnist" in message and str(tmp_path / "MNIST" / "raw") in message
     assert "dataset=digits" in message and "\n" not in message
+    assert "()" not in message and ":)" not in message  # the reason is given, not an empty detail
+    assert list(tmp_path.iterdir()) == []  # the failed download leaves no empty MNIST/raw behind
+
+
+def test_download_failure_gives_the_last_mirrors_reason():
+    """torchvision's message lists each mirror's error after a header; the header alone says nothing."""
+    error = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried mirror-a/, got:\n<urlopen error "
+                         "[Errno -2] Name or service not known>\nTried mirror-b/, got:\n<urlopen error timed out>\n")
+    assert download_failure(error) == "timed out"
+    assert download_failure(RuntimeError("")) == "RuntimeError"
 
 
 def test_mnist_run_on_tiny_idx_files_trains(tmp_path: Path):

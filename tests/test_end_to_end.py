@@ -29,6 +29,7 @@ def test_sweep_leaves_one_readable_job_folder_per_depth(depth_sweep: Path):
     assert names == ["0_depth=2,epochs=1", "1_depth=10,epochs=1", "2_depth=30,epochs=1"]
     for job in job_dirs(depth_sweep):
         assert (job / ".hydra" / "config.yaml").exists() and (job / ".hydra" / "overrides.yaml").exists()
+        assert not list(job.glob("*.log"))  # gradlab logs nothing through logging: Hydra writes no empty run.log
         summary = json.loads((job / "summary.json").read_text())
         assert summary["status"] == "completed" and summary["diverged_at_step"] is None
         assert summary["steps"] == 15  # 1,437 training digits in batches of 100
@@ -41,6 +42,7 @@ def test_sweep_leaves_one_readable_job_folder_per_depth(depth_sweep: Path):
 def test_step0_profile_covers_every_layer(depth_sweep: Path, index: int, depth: int):
     metrics = pd.read_parquet(job_dirs(depth_sweep)[index] / "metrics.parquet")
     assert list(metrics.columns) == ["replica", "step", "epoch", "layer", "name", "value"]
+    assert metrics.layer.dtype == "Int64" and metrics.step.dtype == "int64"  # 1, 2, <NA>; not 1.0, 2.0, NaN
     assert set(metrics.replica) == {0}
     at_init = metrics[(metrics.step == 0) & metrics.layer.notna()]
     for name in ("grad_norm", "delta_rms", "bias_grad_norm", "weight_norm", "update_ratio"):

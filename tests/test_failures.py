@@ -98,12 +98,12 @@ def test_sigkilled_run_stays_running_is_reported_unfinished_and_rerun(tmp_path: 
 
     rerun = run_cli("epochs=1", "depth=3", "logger.mode=disabled", "skip_completed=true",
                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert rerun.returncode == 0 and "skipping" not in rerun.stderr
+    assert rerun.returncode == 0 and "skipped" not in rerun.stderr
     assert summary_of(run_dir)["status"] == "completed"
     assert pd.read_parquet(run_dir / "metrics.parquet").epoch.max() == 0  # the killed run's rows are gone
     again = run_cli("epochs=1", "depth=3", "logger.mode=disabled", "skip_completed=true",
                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert again.returncode == 0 and "skipping" in again.stderr
+    assert again.returncode == 0 and "skipped (completed earlier)" in again.stderr
 
 
 def reject_constant(name: str) -> None:

@@ -1,9 +1,14 @@
-"""Structured configs (a typo'd key fails at once) and the semantic checks, all in one place."""
+"""Structured configs (a typo'd key fails at once, however it is written) and the semantic checks, all in one place."""
 
+import dataclasses
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from gradlab.activations import ACTIVATIONS
@@ -15,17 +20,21 @@ from gradlab.mlp import ARCHS
 from gradlab.train import OPTIMIZERS, TrainSettings
 
 LOGGER_MODES = ("offline", "online", "disabled")
+DATASET_OPTIONS = ("test_fraction", "kind", "n_samples", "noise")  # DatasetConfig's per-data-set fields
 DEVICES = ("cpu", "cuda")
 
 
 @dataclass
 class DatasetConfig:
+    """Every data set's options; conf/dataset/<name>.yaml sets the ones its data set has (gradlab.data.DATASETS
+    names them), and the others stay null, so a run's record shows only what applied to it."""
+
     name: str = "digits"
     loss: str = "cross_entropy"  # the loss this data set trains with, unless `loss` is given
-    test_fraction: float = 0.2  # digits and toy: the held-out share of a seeded split
-    kind: str = "moons"  # toy: moons | xor
-    n_samples: int = 1000  # toy
-    noise: float = 0.2  # toy
+    test_fraction: float | None = None  # digits and toy: the held-out share of a seeded split
+    kind: str | None = None  # toy: moons | xor
+    n_samples: int | None = None  # toy
+    noise: float | None = None  # toy
 
 
 @dataclass
@@ -112,11 +121,29 @@ def train_settings(cfg: DictConfig | Config) -> TrainSettings:
 
 
 def validate_dataset(options: DatasetConfig | DictConfig) -> None:
-    """Every option of the data set: the ones a data set ignores are checked too, so a typo'd value never waits."""
+    """The data set's own options are set and valid; an option it does not have is not set at all."""
     _one_of("dataset.name", options.name, list(DATASETS))
+    own = DATASETS[options.name].options
+    for option in DATASET_OPTIONS:
+        value = getattr(options, option)
+        if option in own and value is None:
+            raise ConfigError(f"dataset.{option} is not set; dataset={options.name} needs a value")
+        if option not in own and value is not None:
+            raise ConfigError(f"dataset.{option}={value!r} is not allowed: dataset={options.name} has no {option}; "
+                              f"its options are: {', '.join(own) or 'none'}")
+    if "test_fraction" in own:
+        _check_test_fraction(options)
+    if options.kind is not None:
+        _check_toy(options)
+
+
+def _check_test_fraction(options: DatasetConfig | DictConfig) -> None:
     if not 0 < options.test_fraction < 1:
         fraction = options.test_fraction
         raise ConfigError(f"dataset.test_fraction={fraction!r} is not allowed; expected a number in (0, 1)")
+
+
+def _check_toy(options: DatasetConfig | DictConfig) -> None:
     _one_of("dataset.kind", options.kind, TOY_KINDS)
     _at_least("dataset.noise", options.noise, 0)
     _at_least("dataset.n_samples", options.n_samples, 2)
@@ -150,6 +177,7 @@ def validate_optimizer(opt: OptimizerConfig | DictConfig) -> None:
 
 def validate(cfg: DictConfig | Config) -> None:
     """Raise ConfigError for the first bad value; checks every rule of the config in one place."""
+    check_known_keys(cfg)
     _at_least("depth", cfg.depth, 1)
     _at_least("width", cfg.width, 1)
     _at_least("lr", cfg.lr, 0, strict=True)
@@ -182,3 +210,60 @@ def validate(cfg: DictConfig | Config) -> None:
             f"loss={loss_name(cfg)!r} needs a {needs}-class data set, but dataset={cfg.dataset.name!r} "
             f"has {has} classes; expected one of: {', '.join(fitting)}"
         )
+
+
+def schema_keys(schema: type = Config, prefix: str = "") -> list[str]:
+    """Every key the schema knows, dotted (dataset.noise), nested configs included."""
+    keys = []
+    for item in dataclasses.fields(schema):
+        name = f"{prefix}{item.name}"
+        nested = item.default_factory if item.default_factory is not dataclasses.MISSING else None
+        keys += [name, *schema_keys(nested, f"{name}.")] if dataclasses.is_dataclass(nested) else [name]
+    return keys
+
+
+def unknown_key(key: str, written: str | None = None) -> ConfigError:
+    """The error for a key the schema does not know, with the nearest known key."""
+    near = difflib.get_close_matches(key, schema_keys(), n=1, cutoff=0.6)
+    where = f" (in {written})" if written and written != key else ""
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return ConfigError(f"unknown config key {key!r}{where}; {hint}every key is in conf/config.yaml")
+
+
+def config_keys(cfg: Mapping, prefix: str = "") -> Iterable[str]:
+    """The dotted keys of a composed config, nested ones included."""
+    for key, value in cfg.items():
+        yield f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from config_keys(value, f"{prefix}{key}.")
+
+
+def check_known_keys(cfg: DictConfig | Config) -> None:
+    """A key added to the config that the schema does not know (Hydra's `+detph=30`) is an error, not a new key."""
+    if dataclasses.is_dataclass(cfg):
+        return  # a Config instance holds its own fields only
+    known = set(schema_keys())
+    for key in config_keys(cfg):
+        if key not in known:
+            raise unknown_key(key)
+
+
+def config_groups(conf_dir: Path) -> dict[str, list[str]]:
+    """conf/'s config groups and their options: {"dataset": ["digits", ...], "experiment": [...], ...}."""
+    return {group.name: sorted(option.stem for option in group.glob("*.yaml"))
+            for group in sorted(Path(conf_dir).iterdir()) if group.is_dir() and group.name != "hydra"}
+
+
+def check_overrides(overrides: list[str], groups: Mapping[str, list[str]]) -> None:
+    """Command-line overrides, before Hydra composes them: every key known to the schema (whether written
+    `detph=30`, `+detph=30` or `++detph=30`) and every config group's option one of its files."""
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            continue  # Hydra's own keys: Hydra checks them
+        if key in groups:
+            values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else None
+            for value in values or ([override.value()] if isinstance(override.value(), str) else []):
+                _one_of(key, value, groups[key])
+        elif key not in schema_keys():
+            raise unknown_key(key, override.input_line)

@@ -46,6 +46,7 @@ class DataUnavailable(RuntimeError):
 class DataSource(NamedTuple):
     load: Callable[[Path, DatasetOptions], Split]  # (data_dir, options) -> Split
     n_classes: int
+    options: tuple[str, ...] = ()  # the dataset.* options it reads; conf/dataset/<name>.yaml sets exactly these
 
 
 def input_length_quantiles(x: Tensor, count: int = INPUT_LENGTH_QUANTILES) -> list[float]:
@@ -129,8 +130,27 @@ def load_toy(data_dir: Path, options: DatasetOptions) -> Split:
     return split_arrays(x, y, options.test_fraction, n_classes=2)
 
 
+def download_failure(error: Exception) -> str:
+    """Why a torchvision download failed, in a few words: torchvision's message is "Error downloading <file>:"
+    then, per mirror, "Tried <mirror>, got:" and the error; the last mirror's error is the reason."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(("Error downloading", "Tried "))]
+    reason = reasons[-1] if reasons else type(error).__name__
+    return reason.removeprefix("<urlopen error ").removesuffix(">")
+
+
+def remove_new(paths: list[Path], existed: set[Path]) -> None:
+    """Undo a failed download: the files it left in the folders, and the folders it made (deepest first)."""
+    for folder in paths:
+        for leftover in (p for p in folder.glob("*") if p.is_file() and p not in existed):
+            leftover.unlink()
+    for folder in reversed(paths):
+        if folder not in existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def _torchvision_set(name: str, cls_name: str, data_dir: Path, train: bool):
-    """torchvision's own class: from disk if there, else a download, else DataUnavailable."""
+    """torchvision's own class: from disk if there, else a download, else DataUnavailable (leaving nothing behind)."""
     import torchvision.datasets
 
     cls = getattr(torchvision.datasets, cls_name)
@@ -138,16 +158,18 @@ def _torchvision_set(name: str, cls_name: str, data_dir: Path, train: bool):
         return cls(root=str(data_dir), train=train, download=False)
     except RuntimeError:
         pass  # not on disk yet: try to download it
+    folders = [data_dir, data_dir / cls_name, data_dir / cls_name / "raw"]
+    existed = {p for folder in folders if folder.is_dir() for p in [folder, *folder.iterdir()]}
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # torchvision opens URLs without a timeout
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             return cls(root=str(data_dir), train=train, download=True)
     except Exception as error:  # no network, a proxy, a mirror down: all mean the same to the user
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        remove_new(folders, existed)
         raise DataUnavailable(
             f"dataset={name}: no {cls_name} files in {data_dir / cls_name / 'raw'} and the download "
-            f"failed ({reason}); run once with a network, or use dataset=digits, which works offline"
+            f"failed ({download_failure(error)}); run once with a network, or use dataset=digits, which works offline"
         ) from None
     finally:
         socket.setdefaulttimeout(previous_timeout)
@@ -164,8 +186,8 @@ def torchvision_loader(name: str, cls_name: str) -> Callable[[Path, DatasetOptio
 
 
 DATASETS: dict[str, DataSource] = {
-    "digits": DataSource(load_digits, n_classes=10),
-    "toy": DataSource(load_toy, n_classes=2),
+    "digits": DataSource(load_digits, n_classes=10, options=("test_fraction",)),
+    "toy": DataSource(load_toy, n_classes=2, options=("test_fraction", "kind", "n_samples", "noise")),
     "mnist": DataSource(torchvision_loader("mnist", "MNIST"), n_classes=10),
     "fashion_mnist": DataSource(torchvision_loader("fashion_mnist", "FashionMNIST"), n_classes=10),
 }

@@ -23,7 +23,8 @@ from gradlab.losses import LOSSES, Loss
 from gradlab.measurement import Measurement
 from gradlab.mlp import MLP
 from gradlab.record import RunRecord, git_commit, library_versions
-from gradlab.sweeps import job_line, recorded_status
+from gradlab.result_lines import job_line, skip_line
+from gradlab.sweeps import recorded_status, torch_threads
 from gradlab.theory import weight_scale
 from gradlab.tracking import HelperLogger, NullLogger, start_logger
 from gradlab.train import TrainResult, train
@@ -43,6 +44,9 @@ class Job(NamedTuple):
     run_dir: Path
     group: str | None  # the sweep's folder name, None for a single run
     name: str  # from the job's overrides
+    sweep_dir: Path | None = None  # a sweep's job: the sweep's folder
+    number: int | None = None  # a sweep's job: its number in the sweep, from 0
+    cores: int | None = None  # the torch threads it may use (None: leave torch's setting as it is)
 
 
 class Setup(NamedTuple):
@@ -106,22 +110,24 @@ def raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def run_job(cfg: DictConfig, job: Job) -> str:
-    """Run one job and leave its record; returns its status.
+    """Run one job and leave its record; returns its status ("skipped" when skip_completed found it completed).
 
     Raises ConfigError or DataUnavailable (leaving no job folder) and JobInterrupted (leaving the record).
     """
     if cfg.skip_completed and recorded_status(job.run_dir) == "completed":
-        print(f"gradlab: skipping {job.run_dir}: its record says completed", file=sys.stderr)
-        return "completed"
+        print(skip_line(job.run_dir, job.name, job.sweep_dir, job.number), file=sys.stderr)
+        return "skipped"
     try:
         setup = prepare(cfg)
     except Exception:
         discard(job.run_dir)
         raise
+    if job.cores is not None:
+        torch.set_num_threads(torch_threads(setup.facts["layer_sizes"], cfg.batch_size * cfg.replicas, job.cores))
     try:
         summary = train_recorded(cfg, setup, job)
     finally:
-        print(job_line(job.run_dir, job.name), file=sys.stderr)  # from the record, however the run ended
+        print(job_line(job.run_dir, job.name, job.sweep_dir, job.number), file=sys.stderr)  # however it ended
     if summary["status"] == "interrupted":
         raise JobInterrupted(job.run_dir)
     return summary["status"]

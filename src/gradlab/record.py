@@ -24,6 +24,21 @@ METRICS_SCHEMA = pa.schema(
         ("value", pa.float64()),
     ]
 )
+
+
+PANDAS_TYPES = {"int64": ("int64", "int64"), "double": ("float64", "float64"), "string": ("unicode", "object")}
+
+
+def pandas_dtypes(schema: pa.Schema, nullable: tuple[str, ...]) -> pa.Schema:
+    """The schema with the metadata pandas reads back dtypes from (as pandas itself writes it), so that
+    pd.read_parquet gives the nullable columns pandas' Int64 (1, 2, <NA>) instead of float64 (1.0, 2.0, NaN)."""
+    columns = [{"name": field.name, "field_name": field.name, "pandas_type": PANDAS_TYPES[str(field.type)][0],
+                "numpy_type": "Int64" if field.name in nullable else PANDAS_TYPES[str(field.type)][1],
+                "metadata": None} for field in schema]
+    return schema.with_metadata({"pandas": json.dumps({"index_columns": [], "column_indexes": [], "columns": columns})})
+
+
+METRICS_SCHEMA = pandas_dtypes(METRICS_SCHEMA, nullable=("layer",))
 JACOBIAN_SCHEMA = pa.schema(
     [
         ("replica", pa.int64()),

@@ -1,38 +1,63 @@
-"""Sweeps: where they live on disk, how their jobs share a machine's cores, and the lines that say how they ended."""
+"""Sweeps on disk: where they are, whether one is still running, how many jobs it has, and how jobs share cores.
+
+A sweep folder holds Hydra's multirun.yaml (written when the sweep starts, rewritten when it is run again) and
+gradlab's sweep.json, which the SweepEnd callback writes at the sweep's start and end: the number of jobs, when it
+started, and the host and process that run it.
+"""
 
 import json
 import os
-import sys
-from collections import Counter
+import socket
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
 
-REPORT_COMMAND = "python analysis/report.py"
+SWEEP_STATE = "sweep.json"
+NOT_SWEEPS = ("report", "wandb", ".hydra", ".submitit")  # folders inside a sweep or a run, never a sweep
+
+
+def find_sweeps(runs_dir: Path) -> list[Path]:
+    """Every sweep folder below runs_dir: each folder that holds multirun.yaml (any hydra.sweep.dir), and each
+    folder right under runs_dir/multirun (sweeps recorded without one)."""
+    sweeps = {p for p in (Path(runs_dir) / "multirun").glob("*") if p.is_dir()}
+    for folder, subfolders, files in os.walk(runs_dir):
+        if "multirun.yaml" in files or ".hydra" in subfolders:  # a sweep, or a single run: nothing below is a sweep
+            sweeps.update([Path(folder)] if "multirun.yaml" in files else [])
+            subfolders.clear()
+        subfolders[:] = [name for name in subfolders if name not in NOT_SWEEPS]
+    return sorted(sweeps)
 
 
 def newest_sweep(runs_dir: Path) -> Path | None:
-    """The most recently started sweep under runs_dir/multirun, if any.
+    """The most recently started sweep anywhere under runs_dir, if any.
 
     Hydra writes multirun.yaml once, when a sweep starts; the folder's own time would also change
     when a report or a sync writes into an old sweep.
     """
-    sweeps = [p for p in (Path(runs_dir) / "multirun").glob("*") if p.is_dir()]
-    started = {p: (p / "multirun.yaml").stat().st_mtime if (p / "multirun.yaml").exists() else p.stat().st_mtime
-               for p in sweeps}
-    return max(sweeps, key=started.__getitem__, default=None)
+    def started(sweep: Path) -> float:
+        marker = sweep / "multirun.yaml"
+        return (marker if marker.exists() else sweep).stat().st_mtime
+
+    return max(find_sweeps(runs_dir), key=started, default=None)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file; None when the file is missing, unreadable or holds something else."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def recorded_summary(run_dir: Path) -> dict[str, Any] | None:
     """A job folder's summary.json; None when there is no readable record."""
-    try:
-        summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) else None
+    return read_json(Path(run_dir) / "summary.json")
 
 
 def recorded_status(run_dir: Path) -> str | None:
@@ -40,42 +65,72 @@ def recorded_status(run_dir: Path) -> str | None:
     return (recorded_summary(run_dir) or {}).get("status")
 
 
-def shown_path(path: Path) -> str:
-    """path relative to the working folder when it lies below it (shorter on screen), else as it is."""
+def sweep_state(sweep_dir: Path) -> dict[str, Any]:
+    """The sweep's sweep.json ({} for a sweep recorded without one, or one that cannot be read)."""
+    return read_json(Path(sweep_dir) / SWEEP_STATE) or {}
+
+
+def process_alive(host: str | None, pid: int | None) -> bool:
+    """Whether the process still runs; a process on another host is taken to run (it cannot be asked)."""
+    if host != socket.gethostname():
+        return True
     try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
-def job_line(run_dir: Path, name: str) -> str:
-    """How a job ended, from its record, in one line: name, status, final test accuracy, seconds, folder."""
-    summary = recorded_summary(run_dir) or {}
-    accuracy, seconds = summary.get("final_test_accuracy"), summary.get("wall_seconds")
-    shown_accuracy = f"{accuracy:.3f}" if isinstance(accuracy, int | float) else "-"
-    shown_seconds = f"{seconds:.2f} s" if isinstance(seconds, int | float) else "- s"
-    return (f"gradlab: {name}: {summary.get('status', 'no record')}, test accuracy {shown_accuracy}, "
-            f"{shown_seconds}, {shown_path(run_dir)}")
+def sweep_running(sweep_dir: Path) -> bool:
+    """Whether the sweep's own process is still running it (a killed sweep's sweep.json still says running)."""
+    state = sweep_state(sweep_dir)
+    return state.get("status") == "running" and process_alive(state.get("host"), state.get("pid"))
 
 
-def sweep_line(sweep_dir: Path) -> str:
-    """How a sweep ended, in one line: its jobs counted by recorded status, and the command for its report."""
-    statuses = Counter(recorded_status(job) for job in Path(sweep_dir).iterdir() if job.is_dir())
-    statuses.pop(None, None)  # .submitit and other folders that hold no job record
-    ordered = sorted(statuses.items(), key=lambda item: (-item[1], item[0]))
-    counts = ", ".join(f"{count} {status}" for status, count in ordered)
-    jobs = sum(statuses.values())
-    return (f"gradlab: sweep done, {jobs} job{'s' * (jobs != 1)}: {counts or 'none recorded'}; "
-            f"report: {REPORT_COMMAND} {shown_path(sweep_dir)}")
+def count_jobs(config: DictConfig) -> int | None:
+    """How many jobs Hydra's basic sweeper makes of the sweep's overrides and hydra.sweeper.params; None for
+    another sweeper (an optimizer decides as it goes)."""
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
+    arguments = params + list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
+    return len(batches[0])
 
 
-class SweepEnd(Callback):
-    """Hydra callback (conf/config.yaml, hydra.callbacks): the sweep's closing line on stderr."""
+def write_state(sweep_dir: Path, state: Mapping[str, Any]) -> None:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    temporary = sweep_dir / f".{SWEEP_STATE}.tmp"
+    temporary.write_text(json.dumps(state, indent=1))
+    temporary.replace(sweep_dir / SWEEP_STATE)
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        if sweep_dir.is_dir():
-            print(sweep_line(sweep_dir), file=sys.stderr)
+
+def start_state(sweep_dir: Path, jobs: int | None) -> dict[str, Any]:
+    """sweep.json at the sweep's start: its job count, start time, host and process."""
+    state = {"status": "running", "jobs": jobs, "started": time.time(), "host": socket.gethostname(),
+             "pid": os.getpid()}
+    write_state(sweep_dir, state)
+    return state
+
+
+ONE_THREAD_BELOW = 10_000_000  # multiply-adds in a step's largest matrix product (docs/performance.md)
+
+
+def largest_product(layer_sizes: list[int], rows: int) -> int:
+    """Multiply-adds of a step's largest matrix product: `rows` examples (batch x replicas) through the widest layer."""
+    return rows * max(n_in * n_out for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:], strict=True))
+
+
+def torch_threads(layer_sizes: list[int], rows: int, cores: int) -> int:
+    """Torch threads for a job: one for small work, `cores` (those the job may use) for large.
+
+    Small work is dispatch-bound: a second thread speeds nothing up, and torch's OpenMP threads wait for each other
+    by spinning, so that on a machine where any other process is busy each step stalls (measured in
+    docs/performance.md: the default network's step 0.7 ms on one thread, beside a busy process 1 ms on one thread
+    and 4 ms on two)."""
+    return 1 if largest_product(layer_sizes, rows) < ONE_THREAD_BELOW else cores
 
 
 def available_cores() -> int:

@@ -11,17 +11,26 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlparse
 
+from gradlab.sweeps import recorded_status, sweep_running
+
 CONNECT_TIMEOUT_S = 10
 
 
 class OfflineRun(NamedTuple):
     path: Path  # a wandb/offline-run-* folder
     synced: bool  # `wandb sync` leaves run-<id>.wandb.synced beside the run file when it succeeds
+    running: bool = False  # its job is still training in a sweep that still runs: the run is not whole yet
+
+
+def still_running(job_dir: Path) -> bool:
+    """A job whose record says running, in a sweep whose process still runs (a killed job's record says running
+    too, but its sweep's process is gone)."""
+    return recorded_status(job_dir) == "running" and sweep_running(job_dir.parent)
 
 
 def find_offline_runs(roots: Iterable[Path]) -> list[OfflineRun]:
     paths = sorted({p for root in roots for p in Path(root).rglob("offline-run-*") if p.is_dir()})
-    return [OfflineRun(p, any(p.glob("*.wandb.synced"))) for p in paths]
+    return [OfflineRun(p, any(p.glob("*.wandb.synced")), still_running(p.parents[1])) for p in paths]
 
 
 def server_url() -> str:
@@ -73,11 +82,12 @@ def sync_run(run: Path, project: str | None, entity: str | None, timeout_s: floa
 def sync_all(
     runs: list[OfflineRun], project: str | None, entity: str | None, timeout_s: float
 ) -> Counter:
-    """Sync the runs not yet synced; counts of synced, already synced and failed."""
-    counts: Counter = Counter({"synced": 0, "already synced": 0, "failed": 0})
+    """Sync the runs not yet synced, but those still being written; counts of synced, already synced, still running
+    and failed."""
+    counts: Counter = Counter({"synced": 0, "already synced": 0, "still running": 0, "failed": 0})
     for run in runs:
-        if run.synced:
-            counts["already synced"] += 1
+        if run.synced or run.running:
+            counts["already synced" if run.synced else "still running"] += 1
             continue
         ok = sync_run(run.path, project, entity, timeout_s)
         counts["synced" if ok else "failed"] += 1
