@@ -115,7 +115,7 @@ def start_state(sweep_dir: Path, jobs: int | None) -> dict[str, Any]:
     return state
 
 
-ONE_THREAD_BELOW = 10_000_000  # multiply-adds in a step's largest matrix product (docs/performance.md)
+ONE_THREAD_BELOW = 1_000_000  # multiply-adds in a step's largest product where two threads stop gaining
 
 
 def largest_product(layer_sizes: list[int], rows: int) -> int:
@@ -124,12 +124,12 @@ def largest_product(layer_sizes: list[int], rows: int) -> int:
 
 
 def torch_threads(layer_sizes: list[int], rows: int, cores: int) -> int:
-    """Torch threads for a job: one for small work, `cores` (those the job may use) for large.
+    """Torch threads for a job: one for small work, `cores` (those the job may use) for the rest.
 
-    Small work is dispatch-bound: a second thread speeds nothing up, and torch's OpenMP threads wait for each other
-    by spinning, so that on a machine where any other process is busy each step stalls (measured in
-    docs/performance.md: the default network's step 0.7 ms on one thread, beside a busy process 1 ms on one thread
-    and 4 ms on two)."""
+    Small work is dispatch-bound: a second thread gains nothing, and torch's OpenMP threads wait for each other by
+    spinning, so that beside any other busy process every step stalls. Measured on 2 cores (docs/performance.md),
+    a depth-10 step at batch 100: width 64 (0.4 M) 0.76 ms on one thread, 0.84 ms on two, and beside a busy
+    process 0.75 and 2.4 ms; width 96 (0.9 M) 1.09 and 1.05 ms; width 128 (1.6 M) 1.62 and 1.39 ms."""
     return 1 if largest_product(layer_sizes, rows) < ONE_THREAD_BELOW else cores
 
 
