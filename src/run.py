@@ -28,9 +28,10 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from gradlab import tracking  # noqa: E402
-from gradlab.config import ConfigError, check_overrides, config_groups, register_configs  # noqa: E402
+from gradlab.config import ConfigError, register_configs  # noqa: E402
 from gradlab.data import DataUnavailable  # noqa: E402
 from gradlab.experiment import Job, JobInterrupted, run_job  # noqa: E402
+from gradlab.overrides import check_overrides, config_groups  # noqa: E402
 from gradlab.sweeps import available_cores, threads_per_job  # noqa: E402
 
 CORES = torch.get_num_threads()  # torch's own count (OMP_NUM_THREADS, else the cores), before any job changes it

@@ -12,8 +12,9 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import CONF, REPO, compose_config
-from gradlab.config import ConfigError, check_overrides, config_groups, schema_keys, validate
+from gradlab.config import ConfigError, schema_keys, validate
 from gradlab.mlp import MLP
+from gradlab.overrides import check_overrides, config_groups
 
 README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))

@@ -4,11 +4,9 @@ import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from gradlab.activations import ACTIVATIONS
@@ -95,7 +93,7 @@ class ConfigError(ValueError):
     """A bad config value: the message names the key, the bad value and what is allowed."""
 
 
-def _one_of(key: str, value: object, allowed: object) -> None:
+def one_of(key: str, value: object, allowed: object) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not allowed; expected one of: {', '.join(map(str, allowed))}")
 
@@ -122,7 +120,7 @@ def train_settings(cfg: DictConfig | Config) -> TrainSettings:
 
 def validate_dataset(options: DatasetConfig | DictConfig) -> None:
     """The data set's own options are set and valid; an option it does not have is not set at all."""
-    _one_of("dataset.name", options.name, list(DATASETS))
+    one_of("dataset.name", options.name, list(DATASETS))
     own = DATASETS[options.name].options
     for option in DATASET_OPTIONS:
         value = getattr(options, option)
@@ -144,7 +142,7 @@ def _check_test_fraction(options: DatasetConfig | DictConfig) -> None:
 
 
 def _check_toy(options: DatasetConfig | DictConfig) -> None:
-    _one_of("dataset.kind", options.kind, TOY_KINDS)
+    one_of("dataset.kind", options.kind, TOY_KINDS)
     _at_least("dataset.noise", options.noise, 0)
     _at_least("dataset.n_samples", options.n_samples, 2)
     n_test = max(1, round(options.test_fraction * options.n_samples))  # as gradlab.data.split_arrays takes it
@@ -156,8 +154,8 @@ def _check_toy(options: DatasetConfig | DictConfig) -> None:
 
 
 def validate_architecture(cfg: DictConfig | Config) -> None:
-    _one_of("arch", cfg.arch, ARCHS)
-    _one_of("norm", cfg.norm, NORM_CHOICES)
+    one_of("arch", cfg.arch, ARCHS)
+    one_of("norm", cfg.norm, NORM_CHOICES)
     _at_least("residual_scale", cfg.residual_scale, 0, strict=True)
     if cfg.arch == "residual" and cfg.depth < 2:
         raise ConfigError(f"arch='residual' with depth={cfg.depth} is not allowed: a residual net needs an input "
@@ -168,7 +166,7 @@ def validate_architecture(cfg: DictConfig | Config) -> None:
 
 
 def validate_optimizer(opt: OptimizerConfig | DictConfig) -> None:
-    _one_of("optimizer.name", opt.name, list(OPTIMIZERS))
+    one_of("optimizer.name", opt.name, list(OPTIMIZERS))
     for key in ("beta1", "beta2"):
         if not 0 <= getattr(opt, key) < 1:
             raise ConfigError(f"optimizer.{key}={getattr(opt, key)!r} is not allowed; expected a number in [0, 1)")
@@ -194,12 +192,12 @@ def validate(cfg: DictConfig | Config) -> None:
         _at_least("clip_grad_norm", cfg.clip_grad_norm, 0, strict=True)
     validate_architecture(cfg)
     validate_optimizer(cfg.optimizer)
-    _one_of("activation", cfg.activation, list(ACTIVATIONS))
-    _one_of("init", cfg.init, list(INITS))
+    one_of("activation", cfg.activation, list(ACTIVATIONS))
+    one_of("init", cfg.init, list(INITS))
     validate_dataset(cfg.dataset)
-    _one_of("loss", loss_name(cfg), list(LOSSES))
-    _one_of("logger.mode", cfg.logger.mode, LOGGER_MODES)
-    _one_of("device", cfg.device, DEVICES)
+    one_of("loss", loss_name(cfg), list(LOSSES))
+    one_of("logger.mode", cfg.logger.mode, LOGGER_MODES)
+    one_of("device", cfg.device, DEVICES)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device='cuda' is not available on this machine; expected one of: cpu")
     needs = LOSSES[loss_name(cfg)].n_classes
@@ -246,24 +244,3 @@ def check_known_keys(cfg: DictConfig | Config) -> None:
     for key in config_keys(cfg):
         if key not in known:
             raise unknown_key(key)
-
-
-def config_groups(conf_dir: Path) -> dict[str, list[str]]:
-    """conf/'s config groups and their options: {"dataset": ["digits", ...], "experiment": [...], ...}."""
-    return {group.name: sorted(option.stem for option in group.glob("*.yaml"))
-            for group in sorted(Path(conf_dir).iterdir()) if group.is_dir() and group.name != "hydra"}
-
-
-def check_overrides(overrides: list[str], groups: Mapping[str, list[str]]) -> None:
-    """Command-line overrides, before Hydra composes them: every key known to the schema (whether written
-    `detph=30`, `+detph=30` or `++detph=30`) and every config group's option one of its files."""
-    for override in OverridesParser.create().parse_overrides(overrides):
-        key = override.key_or_group
-        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
-            continue  # Hydra's own keys: Hydra checks them
-        if key in groups:
-            values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else None
-            for value in values or ([override.value()] if isinstance(override.value(), str) else []):
-                _one_of(key, value, groups[key])
-        elif key not in schema_keys():
-            raise unknown_key(key, override.input_line)
