@@ -9,8 +9,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis import figures_init, figures_jacobian, figures_signal, figures_trainability, figures_training
+from analysis.layout import facet_grid, facet_wrap, no_data, panel_grid
 from analysis.predict import NO_THEORY_FOR_NORMS
-from analysis.style import facet_grid, facet_wrap, no_data, ordered
+from analysis.style import ordered
 from gradlab.activations import ACTIVATIONS
 
 MAX_HEATMAP_PANELS = 12
@@ -47,15 +48,11 @@ def deepest_configs(metrics: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 def figure_3(inputs: Inputs) -> Figure:
     """The heatmap of the deepest runs' grad_norm, from its cells (load.seed_mean_heatmap) where given."""
     rows = deepest_configs(inputs.metrics if inputs.heatmap is None else inputs.heatmap, ["grad_norm"])
-    return facet_wrap(rows, figures_training.grad_norm_heatmap, by="panel", ncols=3, title=deepest_title)
+    return facet_wrap(rows, figures_training.grad_norm_heatmap, by="panel", title=deepest_title, share=False)
 
 
 def deepest_title(rows: pd.DataFrame) -> str:
     return f"{rows.panel.iloc[0]} · depth {int(rows.depth.iloc[0])}"
-
-
-def by_depth_title(rows: pd.DataFrame) -> str:
-    return f"depth {int(rows.depth.iloc[0])}"
 
 
 def at_init(inputs: Inputs, names: list[str]) -> pd.DataFrame:
@@ -66,18 +63,30 @@ def figure_4(inputs: Inputs) -> Figure:
     ratios = inputs.ratios
     order = ordered(ratios.activation, ACTIVATIONS)
     ratios = ratios.iloc[ratios.activation.map(order.index).argsort(kind="stable")]
-    return facet_wrap(ratios, figures_init.delta_ratio_against_depth, by="activation", ncols=3)
+    return facet_wrap(ratios, figures_init.delta_ratio_against_depth, by="activation")
+
+
+def loss_rows(inputs: Inputs) -> pd.DataFrame:
+    """Figure 5's rows: the losses, each with its run's chance level (from the facts the run recorded)."""
+    rows = inputs.metrics[inputs.metrics.name.isin(["batch_loss", "test_loss"])]
+    return rows.assign(chance_loss=rows.run.map(inputs.runs.set_index("run").chance_loss).astype(float))
 
 
 def figure_6(inputs: Inputs) -> Figure:
-    runs = inputs.runs.sort_values("depth", kind="stable")
-    draw = functools.partial(figures_training.accuracy_heatmap, config_keys=inputs.config_keys)
-    return facet_wrap(runs, draw, by="depth", ncols=3, title=by_depth_title)
+    """One heat map of every run's final test accuracy, its size following its cells (a cell holds '0.93 / 1/3
+    diverged'), wide enough on the left for the rows' labels."""
+    table = figures_training.accuracy_table(inputs.runs, inputs.config_keys)
+    rows, columns = table.values.shape
+    longest = max(len(label) for label in table.values.index)
+    fig, axes = panel_grid(1, 1, (0, 0), panel=(max(2.6, 0.95 * columns + 0.9), max(1.5, 0.34 * rows)),
+                           margins={"left": 0.55 + 0.075 * longest, "right": 0.5})
+    figures_training.accuracy_heatmap(inputs.runs, axes[0, 0], inputs.config_keys)
+    return fig
 
 
 def figure_8(inputs: Inputs) -> Figure:
     rows = deepest_configs(inputs.metrics, ["update_ratio"])
-    return facet_wrap(rows, figures_training.update_ratio_curves, by="panel", ncols=3, title=deepest_title)
+    return facet_wrap(rows, figures_training.update_ratio_curves, by="panel", title=deepest_title)
 
 
 def signal_figure(inputs: Inputs, draw: Callable[[pd.DataFrame, Axes], None]) -> Figure:
@@ -90,36 +99,32 @@ def figure_10(inputs: Inputs) -> Figure:
     spectra = inputs.spectra
     if spectra is None or spectra.empty:
         return no_data(figures_jacobian.NO_SPECTRA)
-    return facet_grid(spectra, figures_jacobian.spectrum_histograms)
+    bins = figures_jacobian.spectrum_bins(spectra.singular_value.to_numpy(float))  # shared by the panels
+    return facet_grid(spectra, functools.partial(figures_jacobian.spectrum_histograms, bins=bins))
 
 
 def jacobian_figure(inputs: Inputs, draw: Callable[[pd.DataFrame, Axes], None]) -> Figure:
-    """Figure 11a or 11b over every run that measured J more than once, on one y scale: the panels compare inits."""
+    """Figure 11a or 11b over every run that measured J more than once (facet_grid shares the panels' axes)."""
     rows = inputs.metrics[inputs.metrics.name.isin(JACOBIAN_METRICS)]
     if rows.empty:
         return no_data(NO_JACOBIAN)
     if rows.step.nunique() < 2:
         return no_data(AT_INIT_ONLY)
-    fig = facet_grid(rows, draw)
-    drawn = [ax for ax in fig.axes if ax.axison]
-    low, high = min(ax.get_ylim()[0] for ax in drawn), max(ax.get_ylim()[1] for ax in drawn)
-    for ax in drawn:
-        ax.set_ylim(low, high)
-    return fig
+    return facet_grid(rows, draw)
 
 
 def figure_12(inputs: Inputs) -> Figure:
     rows = inputs.trainability
     if rows is None or rows.empty:
         return no_data(NO_GRID)
-    return facet_wrap(rows, figures_trainability.trainability_map, by="panel", ncols=2,
+    return facet_wrap(rows, figures_trainability.trainability_map, by="panel", share=False,
                       title=lambda rows: rows.panel.iloc[0].replace("sigma_b^2", r"$\sigma_b^2$"))
 
 
 FIGURES = [
     FigureSpec("1_delta_rms_at_init", "1. Back-propagated signal at initialization",
                "Read each panel from right (output) to left (input): a line that falls to the left is a vanishing "
-               "gradient, one that rises is exploding, the thin black line is what mean-field theory predicts for "
+               "gradient, one that rises is exploding, the dashed black line is what mean-field theory predicts for "
                f"plain and residual networks ({NO_THEORY_FOR_NORMS}: their panels have none), and a line that "
                "stops short of layer 1 underflowed to exactly 0 (float32 ends near 1e-45).",
                lambda i: facet_grid(at_init(i, ["delta_rms", "delta_rms_predicted"]),
@@ -138,44 +143,49 @@ FIGURES = [
                f"and the black lines show the theory's slope ({NO_THEORY_FOR_NORMS}).",
                figure_4),
     FigureSpec("5_loss_curves", "5. Training and test loss",
-               "Deep networks whose signal vanished sit at the chance-level loss (ln 10 = 2.3 for ten classes); "
-               "a red cross marks where a diverged run stopped.",
-               lambda i: facet_grid(i.metrics[i.metrics.name.isin(["batch_loss", "test_loss"])],
-                                    figures_training.loss_curves)),
+               "Deep networks whose signal vanished sit on the dashed chance level (ln 10 = 2.3 for ten classes, "
+               "from the classes each run recorded); all panels share one log scale, so a flat line is flat. A red "
+               "cross marks the step where a diverged run stopped (its thin line), a red triangle on the top edge "
+               "one whose loss was already off the scale.",
+               lambda i: facet_grid(loss_rows(i), figures_training.loss_curves)),
     FigureSpec("6_final_accuracy", "6. Final test accuracy",
-               "Find the cells that stay near chance (0.1 for ten classes) as depth grows: those are the "
-               "configurations whose gradient did not reach the first layers.",
+               "Read each row left to right as the network deepens: the cells that fall to chance (0.1 for ten "
+               "classes) are the configurations whose gradient did not reach the first layers.",
                figure_6),
     FigureSpec("7a_saturation", "7a. Saturated (or dead) hidden units",
-               "Thin lines are at init and thick ones at the end: a layer near 1 passes almost no gradient back "
-               "(sigmoid/tanh in their flat tails, ReLU units that output 0).",
+               "Thin dashed lines are at init and thick solid ones at the end: a layer near 1 passes almost no "
+               "gradient back (sigmoid/tanh in their flat tails, ReLU units that output 0).",
                lambda i: facet_grid(i.metrics[i.metrics.name == "saturation"], figures_training.saturation_profile)),
     FigureSpec("7b_act_std", "7b. Spread of the hidden activations",
                "Activations whose spread shrinks or grows geometrically with depth are the forward-pass face of "
-               "the same problem; compare their init (thin) and end (thick) profiles.",
+               "the same problem; compare their init (thin, dashed) and end (thick, solid) profiles.",
                lambda i: facet_grid(i.metrics[i.metrics.name == "act_std"], figures_training.act_std_profile)),
     FigureSpec("8_update_ratio", "8. Update ratio per layer during training (deepest runs)",
                "Layers far below the dashed 1e-3 guide barely move, layers far above it change too fast; light "
-               "lines are near the input, dark near the output.",
+               "lines are near the input, dark near the output, on one log scale for all panels.",
                figure_8),
     FigureSpec("9a_signal_sq_mean", "9a. Signal propagation: squared mean of the hidden units",
-               "Thin lines are at init and thick ones at the end: an avg_sq_mean that climbs toward avg_var (9b) "
+               "Thin dashed lines are at init and thick solid ones at the end: an avg_sq_mean that climbs toward "
+               "avg_var (9b) "
                "means every example looks alike to the layer, its shared mean drowning what tells them apart.",
                lambda i: signal_figure(i, figures_signal.sq_mean_profile)),
     FigureSpec("9b_signal_var", "9b. Signal propagation: variance of the hidden units",
                "A residual stream's variance grows about (1 + alpha^2) per block with ReLU and kaiming init (a "
-               "straight line on this log scale; the dashed residual branches alpha z follow it), while a plain "
-               "network with a norm, or with SELU, keeps it flat and of order 1.",
+               "straight line on this log scale; the residual branches alpha z, with circles, follow it), while a "
+               "plain network with a norm, or with SELU, keeps it flat and of order 1.",
                lambda i: signal_figure(i, figures_signal.var_profile)),
     FigureSpec("10_jacobian_spectra", "10. Singular values of the input-output Jacobian at initialization",
-               "Read each panel's outlines from light (shallow) to dark (deep): a spectrum that stays piled up in the "
-               "gray band around s = 1 as depth grows is dynamical isometry (orthogonal weights at the edge of chaos), "
-               "while one that spreads over more decades with depth amplifies some input directions and crushes "
-               "others, as Gaussian weights and ReLU do (Pennington et al. 2017).",
+               "Read each panel's outlines from light (shallow) to dark (deep), on one axis for all panels: a "
+               "spectrum that stays piled up in the gold band [0.5, 2] around s = 1 as depth grows is dynamical "
+               "isometry (orthogonal weights at the edge of chaos), while one that spreads over more decades with "
+               "depth amplifies some input directions and crushes others, as Gaussian weights and ReLU do "
+               "(Pennington et al. 2017). The legend gives each spectrum's share in the band, and the shares "
+               "beyond the axis (at most 24 decades wide) or exactly 0.",
                figure_10),
     FigureSpec("11a_jacobian_log_sv_mean", "11a. Mean log singular value of the Jacobian during training",
                "Where a line starts is the network's average log gain from input to last hidden layer at init; watch "
-               "whether training pulls it toward 0 (the gray line, isometric on average) or leaves it decades below.",
+               "whether training pulls it toward 0 (the gray line, isometric on average) or leaves it decades below; "
+               "a red cross marks the step where a run diverged, at its last measured value.",
                lambda i: jacobian_figure(i, figures_jacobian.log_sv_mean_curves)),
     FigureSpec("11b_jacobian_isometry", "11b. Share of the Jacobian's singular values within a factor 2 of 1",
                "Near 1 means every input direction reaches the last hidden layer within a factor 2 (dynamical "

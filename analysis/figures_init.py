@@ -1,7 +1,8 @@
 """Figures of the network at initialization (1, 2, 4): each draws one panel from a tidy DataFrame, no I/O.
 
 Figures 1 and 2 take metric rows (run, step, layer, name, value, activation, init, series, shade); figure 4
-takes rows of log10 first-to-last ratios (see ratio_rows).
+takes rows of log10 first-to-last ratios (see ratio_rows). A panel of figures 1 and 2 holds one init, so its lines
+are solid and the theory dashed; a panel of figure 4 holds every init of one activation, each in its line style.
 """
 
 import numpy as np
@@ -12,18 +13,19 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from analysis.predict import NO_THEORY_FOR_NORMS
-from analysis.style import THEORY, by_series, draw_series, init_style, series_color, small_legend
+from analysis.style import THEORY, THEORY_DASHES, by_series, draw_series, init_style, series_color, small_legend
+
+UNDERFLOW = "layer 1 underflowed to 0"
 
 
 def layer_profile(ax: Axes, measured: pd.DataFrame, predicted: pd.DataFrame | None = None) -> None:
     """Measured values against layer, one line per series (seed mean and band); theory thin and black."""
     for series, rows in by_series(measured):
         color = series_color(rows.activation.iloc[0], rows.shade.iloc[0])
-        draw_series(ax, rows, "layer", log=True, color=color, linestyle=init_style(rows.init.iloc[0]),
-                    linewidth=2, label=series)
+        draw_series(ax, rows, "layer", log=True, color=color, linewidth=2, label=series)
     if predicted is not None and not predicted.empty:
         for index, (_, rows) in enumerate(by_series(predicted)):
-            draw_series(ax, rows.assign(run=0), "layer", log=True, linestyle=init_style(rows.init.iloc[0]),
+            draw_series(ax, rows.assign(run=0), "layer", log=True, linestyle=THEORY_DASHES,
                         label="mean-field theory" if index == 0 else None, **THEORY)
     ax.set_yscale("log")
     ax.set_xlabel("layer (1 = input side)")
@@ -62,26 +64,31 @@ def ratio_rows(runs: pd.DataFrame, theory: pd.DataFrame) -> pd.DataFrame:
 
 
 def delta_ratio_against_depth(df: pd.DataFrame, ax: Axes) -> None:
-    """Figure 4: log10 of delta_rms(layer 1) / delta_rms(last layer) at init against depth, theory in black."""
+    """Figure 4: log10 of delta_rms(layer 1) / delta_rms(last layer) at init against depth, theory in black; each
+    init in its line style, each curve (norm, width, ...) in its shade, light to dark in sorted order."""
     measured, theory = df[df.source == "measured"], df[df.source == "theory"]
-    underflow_label = "layer 1 underflowed to 0"
+    handles, labels = [], []
+    curves = sorted(measured.curve.unique())  # a shade per curve (width, norm, ...): depth is the x axis here
     for (init, curve), rows in measured.groupby(["init", "curve"], sort=False):
-        color = series_color(rows.activation.iloc[0], rows.shade.max())
+        color = series_color(rows.activation.iloc[0], (curves.index(curve) + 1) / len(curves))
         style = init_style(init)
         draw_series(ax, rows.rename(columns={"log10_ratio": "value"}), "depth", log=False, color=color,
-                    linestyle=style, linewidth=2, marker="o", label=", ".join(filter(None, [init, curve])))
+                    linestyle=style, linewidth=2, marker="o")
+        handles.append(Line2D([], [], color=color, linestyle=style, linewidth=2, marker="o", markersize=4))
+        labels.append(", ".join(filter(None, [init, curve])))
         line = theory[(theory.init == init) & (theory.curve == curve)].sort_values("depth")
         ax.plot(line.depth, line.log10_ratio, linestyle=style, **THEORY)
         underflow = rows[rows.log10_ratio == -np.inf].depth.unique()  # delta_rms(1) was 0 in float32
         ax.plot(underflow, np.full(len(underflow), 0.03), "v", color=color, markersize=8,
-                transform=blended_transform_factory(ax.transData, ax.transAxes),
-                label=underflow_label if len(underflow) else None)
-        underflow_label = underflow_label if not len(underflow) else None  # one legend entry is enough
+                transform=blended_transform_factory(ax.transData, ax.transAxes))
+        if len(underflow) and UNDERFLOW not in labels:
+            handles.append(Line2D([], [], color="0.35", marker="v", linestyle="none", markersize=8))
+            labels.append(UNDERFLOW)
     ax.axhline(0, color="gray", linewidth=0.8)
     ax.set_xlabel("depth (number of layers)")
     ax.set_ylabel("log10 delta_rms ratio at init\n(layer 1 / last layer)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    small_legend(ax)
     if not theory.empty:
-        handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles + [Line2D([], [], **THEORY)], labels + ["mean-field theory"], fontsize="x-small")
+        handles.append(Line2D([], [], **THEORY))
+        labels.append("mean-field theory (black)")
+    ax.legend(handles, labels, fontsize="x-small")

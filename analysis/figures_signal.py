@@ -3,8 +3,9 @@
 Rows are tidy metrics (run, step, layer, name, value, the run's facets and series labels) named avg_sq_mean (the
 squared batch mean of h^l, averaged over units), avg_var (its batch variance, averaged over units) and, for a
 residual network, branch_avg_var (the same of the branch alpha z^l). h^l is a hidden layer's output: phi(...) in a
-plain network, the stream in a residual one. Every panel holds one init, so the line style tells the stream
-(solid) from the residual branch (dashed) here, not the init.
+plain network, the stream in a residual one. Every panel holds one init, so the line style tells the profile at
+init (thin, dashed, light) from the one at the end (thick, solid), as in figure 7; a residual branch's lines carry
+open circles.
 """
 
 import pandas as pd
@@ -13,22 +14,23 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from analysis.figures_training import last_step_rows
-from analysis.style import by_series, draw_series, say_empty, series_color
+from analysis.style import AT_END, AT_INIT, by_series, draw_series, say_empty, series_color
 
 SIGNAL_METRICS = ["avg_sq_mean", "avg_var", "branch_avg_var"]
 NO_SIGNAL = "no signal-propagation measurements"
-STREAM_STYLE, BRANCH_STYLE = "-", (0, (4, 2))
-INIT_WIDTH, END_WIDTH = 1.0, 2.2
+STREAM_MARKS: dict[str, object] = {}
+# the residual branch alpha z: open circles, about one per 6% of the panel's diagonal whatever the depth
+BRANCH_MARKS = {"marker": "o", "markersize": 3.5, "markerfacecolor": "white", "markevery": 0.06}
+INIT_WIDTH, END_WIDTH = AT_INIT["linewidth"], AT_END["linewidth"]
 
 
-def init_and_end(ax: Axes, rows: pd.DataFrame, linestyle: str | tuple, labelled: bool) -> None:
-    """Each series' profile at step 0 (thin) and at its last measured step (thick), on a log scale."""
+def init_and_end(ax: Axes, rows: pd.DataFrame, marks: dict, labelled: bool) -> None:
+    """Each series' profile at step 0 (thin, dashed) and at its last measured step (thick, solid), on a log scale."""
     for series, own in by_series(rows):
         color = series_color(own.activation.iloc[0], own.shade.iloc[0])
-        draw_series(ax, own[own.step == 0], "layer", log=True, color=color, linestyle=linestyle,
-                    linewidth=INIT_WIDTH, alpha=0.7)
-        draw_series(ax, last_step_rows(own), "layer", log=True, color=color, linestyle=linestyle,
-                    linewidth=END_WIDTH, label=series if labelled else None)
+        draw_series(ax, own[own.step == 0], "layer", log=True, color=color, **AT_INIT, **marks)
+        draw_series(ax, last_step_rows(own), "layer", log=True, color=color, label=series if labelled else None,
+                    **AT_END, **marks)
 
 
 def signal_profile(df: pd.DataFrame, ax: Axes, name: str, ylabel: str) -> None:
@@ -39,18 +41,17 @@ def signal_profile(df: pd.DataFrame, ax: Axes, name: str, ylabel: str) -> None:
     if stream.empty and branch.empty:
         say_empty(ax, NO_SIGNAL)
         return
-    init_and_end(ax, stream, STREAM_STYLE, labelled=True)
-    init_and_end(ax, branch, BRANCH_STYLE, labelled=stream.empty)  # one legend entry per series
+    init_and_end(ax, stream, STREAM_MARKS, labelled=True)
+    init_and_end(ax, branch, BRANCH_MARKS, labelled=stream.empty)  # one legend entry per series
     ax.set_yscale("log")
     ax.set_xlabel("hidden layer (1 = input side)")
     ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
     handles, labels = ax.get_legend_handles_labels()
-    handles += [Line2D([], [], color="gray", linewidth=INIT_WIDTH, alpha=0.7),
-                Line2D([], [], color="gray", linewidth=END_WIDTH)]
-    labels += ["at init", "at the end"]
+    handles += [Line2D([], [], color="gray", **AT_INIT), Line2D([], [], color="gray", **AT_END)]
+    labels += ["at init (step 0)", "at the end"]
     if not branch.empty:
-        handles.append(Line2D([], [], color="gray", linewidth=END_WIDTH, linestyle=BRANCH_STYLE))
+        handles.append(Line2D([], [], color="gray", **AT_END, **BRANCH_MARKS))
         labels.append("residual branch alpha z")
     ax.legend(handles, labels, fontsize="x-small", framealpha=0.8)
 

@@ -1,10 +1,13 @@
 """Figures of training (3, 5, 6, 7, 8): each draws one panel from a tidy DataFrame, no I/O.
 
 Metric rows carry run, step, layer, name, value, the run's facets, swept keys and series labels; figure 6
-takes run rows.
+takes run rows. A panel holds one init, so its lines are solid: in figure 5 thick for training and thin for test
+loss, in figure 7 dashed at init and solid at the end.
 """
 
+import math
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -14,15 +17,19 @@ from matplotlib.ticker import MaxNLocator
 
 from analysis.series import describe, setting_keys, swept_keys
 from analysis.style import (
+    AT_END,
+    AT_INIT,
+    DIVERGED_LABEL,
     by_series,
     draw_series,
-    init_style,
+    draw_series_and_diverged,
     mark_divergence,
     say_empty,
     series_color,
-    small_legend,
 )
 
+CHANCE = {"color": "0.3", "linestyle": (0, (5, 2.5)), "linewidth": 1.1}
+LOSS_SPAN = (0.1, 2.0)  # the loss axis spans at least chance x these: a run stuck at chance reads as a flat line
 UPDATE_RATIO_GUIDE = 1e-3  # the usual rule of thumb for a healthy ||Delta W|| / ||W|| per step
 MAX_LAYER_LINES = 8
 
@@ -32,7 +39,7 @@ def grad_norm_heatmap(df: pd.DataFrame, ax: Axes) -> None:
     rows = df[df.name == "grad_norm"]
     usable = (rows.value > 0) & np.isfinite(rows.value)
     if not usable.any():
-        say_empty(ax, "no finite gradient recorded")
+        say_empty(ax, nothing_finite(df, "gradient"))
         return
     log10 = np.log10(rows.value.where(usable))  # 0 (underflow) and inf become NaN: gray cells
     grid = rows.assign(log10=log10).pivot_table(index="layer", columns="step", values="log10", dropna=False)
@@ -48,15 +55,23 @@ def grad_norm_heatmap(df: pd.DataFrame, ax: Axes) -> None:
 
 
 def loss_curves(df: pd.DataFrame, ax: Axes) -> None:
-    """Figure 5: mini-batch training loss (thick) and full test-set loss (thin, dots) against step, per series."""
+    """Figure 5: mini-batch training loss (thick) and full test-set loss (thin, dots) against step, per series, with
+    the chance level (the chance_loss column, from the runs' recorded facts) dashed."""
     for series, rows in by_series(df):
         color = series_color(rows.activation.iloc[0], rows.shade.iloc[0])
-        style = init_style(rows.init.iloc[0])
-        draw_series(ax, rows[rows.name == "batch_loss"], "step", log=True, color=color, linestyle=style,
-                    linewidth=1.6, label=series)
-        draw_series(ax, rows[rows.name == "test_loss"], "step", log=True, color=color, linestyle=style,
-                    linewidth=0.9, marker="o", markersize=3)
+        draw_series_and_diverged(ax, rows[rows.name == "batch_loss"], "step", log=True, color=color,
+                                 linewidth=1.6, label=series)
+        draw_series_and_diverged(ax, rows[rows.name == "test_loss"], "step", log=True, color=color,
+                                 linewidth=0.9, marker="o", markersize=3)
+    for chance in sorted(df.chance_loss.dropna().unique()) if "chance_loss" in df else []:
+        ax.axhline(chance, **CHANCE, label=f"chance: ln {round(math.exp(chance))} = {chance:.2f}")
+        ax.update_datalim([(0, chance * LOSS_SPAN[0]), (0, chance * LOSS_SPAN[1])])
     diverged = mark_divergence(ax, df[df.name == "batch_loss"])
+    if diverged and (df.status == "diverged").all():  # its lines may all be off the shared scale: say so
+        steps = sorted(df.get("diverged_at_step", pd.Series(dtype=float)).dropna().unique())
+        at = f" (at step {', '.join(str(int(step)) for step in steps)})" if steps else ""
+        ax.text(0.5, 0.5, f"every run diverged{at}", ha="center", va="center", transform=ax.transAxes,
+                color="crimson")
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("cross-entropy loss")
@@ -66,32 +81,57 @@ def loss_curves(df: pd.DataFrame, ax: Axes) -> None:
     labels += ["train (mini-batch)", "test (full set)"]
     if diverged:
         handles.append(Line2D([], [], color="crimson", marker="X", linestyle="none", markersize=7))
-        labels.append("diverged here")
+        labels.append(DIVERGED_LABEL)
     ax.legend(handles, labels, fontsize="x-small", framealpha=0.8)
 
 
 def heatmap_axes(runs: pd.DataFrame, config_keys: Iterable[str]) -> tuple[list[str], str]:
-    """Rows and column of the accuracy heatmap: the swept keys that set series apart, but depth (the panels)."""
-    swept = [key for key in swept_keys(runs, setting_keys(config_keys)) if key != "depth"]
-    if not swept:
-        return ["activation"], "init"
-    return (swept[:-1] or ["activation"]), swept[-1]
+    """Rows and column of the accuracy heat map: depth as the columns where it is swept (a row per configuration,
+    read left to right as it deepens), else the last swept key; the other swept keys make the rows."""
+    swept = swept_keys(runs, setting_keys(config_keys))
+    column = "depth" if "depth" in swept else swept[-1] if swept else "init"
+    return [key for key in swept if key != column] or ["activation"], column
+
+
+def in_order(values: pd.Series) -> list[str]:
+    """The distinct values described, sorted where they compare (depths, widths: none first), else as they come."""
+    distinct = list(dict.fromkeys(values))
+    try:
+        distinct = sorted(distinct, key=lambda value: (describe(value) != "none", value))
+    except TypeError:
+        pass
+    return list(dict.fromkeys(describe(value) for value in distinct))
+
+
+class AccuracyTable(NamedTuple):
+    values: pd.DataFrame  # mean accuracy of the seeds that did not diverge: row labels x column labels
+    cells: pd.DataFrame  # per (row_label, col_label): accuracy, diverged (count) and runs
+    rows: list[str]  # the keys of the row labels
+    column: str  # the key of the column labels
+
+
+def accuracy_table(runs: pd.DataFrame, config_keys: Iterable[str]) -> AccuracyTable:
+    """Figure 6's cells: final test accuracy, mean over seeds, diverged seeds left out and counted."""
+    rows, column = heatmap_axes(runs, config_keys)
+    kept = runs.assign(accuracy=runs.final_test_accuracy.astype(float).where(runs.status != "diverged"),
+                       diverged=runs.status == "diverged", col_label=runs[column].map(describe),
+                       row_label=[" · ".join(v) for v in zip(*[runs[k].map(describe) for k in rows], strict=True)])
+    cells = kept.groupby(["row_label", "col_label"], sort=False).agg(
+        accuracy=("accuracy", "mean"), diverged=("diverged", "sum"), runs=("run", "count"))
+    values = cells.accuracy.unstack("col_label").reindex(index=list(dict.fromkeys(kept.row_label)),
+                                                         columns=in_order(runs[column]))
+    return AccuracyTable(values, cells, rows, column)
 
 
 def accuracy_heatmap(df: pd.DataFrame, ax: Axes, config_keys: Iterable[str]) -> None:
-    """Figure 6: final test accuracy (mean over seeds, diverged seeds left out) over the swept config keys."""
-    rows, col = heatmap_axes(df, config_keys)
-    kept = df.assign(accuracy=df.final_test_accuracy.astype(float).where(df.status != "diverged"),
-                     diverged=df.status == "diverged")
-    keys = [kept[k].map(describe) for k in [*rows, col]]
-    kept = kept.assign(row_label=[" · ".join(v) for v in zip(*keys[:-1], strict=True)], col_label=keys[-1])
-    cells = kept.groupby(["row_label", "col_label"], sort=False).agg(
-        accuracy=("accuracy", "mean"), diverged=("diverged", "sum"), runs=("run", "count"))
-    values = cells.accuracy.unstack("col_label")
+    """Figure 6: final test accuracy (mean over seeds, diverged seeds left out) of every run in one heat map, a
+    column per depth (or the last swept key) and a row per configuration, on one color scale."""
+    table = accuracy_table(df, config_keys)
+    values = table.values
     mesh = ax.pcolormesh(values.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=1)
     ax.invert_yaxis()  # the first row on top, as in a table
-    ax.figure.colorbar(mesh, ax=ax, label="final test accuracy")
-    for (row_label, col_label), cell in cells.iterrows():
+    ax.figure.colorbar(mesh, ax=ax, label="final test accuracy", fraction=0.08, pad=0.03)
+    for (row_label, col_label), cell in table.cells.iterrows():
         y, x = values.index.get_loc(row_label), values.columns.get_loc(col_label)
         text = "diverged" if np.isnan(cell.accuracy) else f"{cell.accuracy:.2f}"
         if cell.diverged and not np.isnan(cell.accuracy):
@@ -101,8 +141,8 @@ def accuracy_heatmap(df: pd.DataFrame, ax: Axes, config_keys: Iterable[str]) -> 
                 color="white" if light and not np.isnan(cell.accuracy) else "black")
     ax.set_xticks(np.arange(len(values.columns)) + 0.5, [c.replace("_", "\n") for c in values.columns])
     ax.set_yticks(np.arange(len(values.index)) + 0.5, values.index)
-    ax.set_xlabel(col)
-    ax.set_ylabel(" · ".join(rows))
+    ax.set_xlabel(table.column)
+    ax.set_ylabel(" · ".join(table.rows))
     ax.set_facecolor("0.85")
     ax.grid(False)
 
@@ -116,19 +156,17 @@ def last_step_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def init_and_end_profile(df: pd.DataFrame, ax: Axes, name: str, log: bool) -> None:
-    """A per-layer metric at init (thin) and at the last step (thick), one color per series."""
+    """A per-layer metric at init (thin, dashed, light) and at the last step (thick, solid), one color per series."""
     rows = df[df.name == name]
     for series, own in by_series(rows):
         color = series_color(own.activation.iloc[0], own.shade.iloc[0])
-        style = init_style(own.init.iloc[0])
-        draw_series(ax, own[own.step == 0], "layer", log=log, color=color, linestyle=style, linewidth=1, alpha=0.7)
-        draw_series(ax, last_step_rows(own), "layer", log=log, color=color, linestyle=style, linewidth=2.2,
-                    label=series)
+        draw_series(ax, own[own.step == 0], "layer", log=log, color=color, **AT_INIT)
+        draw_series(ax, last_step_rows(own), "layer", log=log, color=color, label=series, **AT_END)
     ax.set_xlabel("hidden layer (1 = input side)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
     handles, labels = ax.get_legend_handles_labels()
-    handles += [Line2D([], [], color="gray", linewidth=1, alpha=0.7), Line2D([], [], color="gray", linewidth=2.2)]
-    ax.legend(handles, labels + ["at init", "at the end"], fontsize="x-small", framealpha=0.8)
+    handles += [Line2D([], [], color="gray", **AT_INIT), Line2D([], [], color="gray", **AT_END)]
+    ax.legend(handles, labels + ["at init (step 0)", "at the end"], fontsize="x-small", framealpha=0.8)
 
 
 def saturation_profile(df: pd.DataFrame, ax: Axes) -> None:
@@ -151,19 +189,29 @@ def drawn_layers(depth: int) -> list[int]:
 
 
 def update_ratio_curves(df: pd.DataFrame, ax: Axes) -> None:
-    """Figure 8: ||Delta W|| / ||W||, the step the optimizer takes, per layer against step, with the 1e-3 guide."""
+    """Figure 8: ||Delta W|| / ||W||, the step the optimizer takes, per layer against step, with the 1e-3 guide;
+    light lines near the input, dark near the output (the legend's gray stands for the panel's color)."""
     rows = df[(df.name == "update_ratio") & (df.value > 0) & np.isfinite(df.value)]
     if rows.empty:
-        say_empty(ax)
+        say_empty(ax, nothing_finite(df, "update ratio"))
         return
     depth = int(rows.depth.max())
     for layer in drawn_layers(depth):
         color = series_color(rows.activation.iloc[0], layer / depth)
-        label = f"layer {layer} (input side)" if layer == 1 else f"layer {layer} (output)" if layer == depth else None
-        draw_series(ax, rows[rows.layer == layer], "step", log=True, color=color, linewidth=1.2,
-                    linestyle=init_style(rows.init.iloc[0]), label=label)
-    ax.axhline(UPDATE_RATIO_GUIDE, color="gray", linestyle="--", linewidth=1, label="1e-3 guide")
+        draw_series(ax, rows[rows.layer == layer], "step", log=True, color=color, linewidth=1.2)
+    ax.axhline(UPDATE_RATIO_GUIDE, color="gray", linestyle="--", linewidth=1)
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("update ratio ||ΔW|| / ||W||")
-    small_legend(ax)
+    handles = [Line2D([], [], color=series_color("linear", shade), linewidth=1.2) for shade in (1 / depth, 1.0)]
+    ax.legend([*handles, Line2D([], [], color="gray", linestyle="--", linewidth=1)],
+              ["layer 1 (input side)", f"layer {depth} (output)", "1e-3 guide"], fontsize="x-small")
+
+
+def nothing_finite(df: pd.DataFrame, what: str) -> str:
+    """Why a panel has nothing to draw: its runs diverged before a finite value of `what`, or none was recorded."""
+    diverged = df[df.status == "diverged"] if "status" in df else df.iloc[:0]
+    if diverged.empty or "diverged_at_step" not in diverged:
+        return f"no finite {what} recorded"
+    steps = sorted({int(step) for step in diverged.diverged_at_step.dropna()})
+    return f"diverged at step {', '.join(map(str, steps))}: no finite {what} recorded"

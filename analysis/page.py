@@ -6,7 +6,18 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from analysis.predict import NO_THEORY_FOR_NORMS, STABLE_BAND
+from analysis.isometry import (
+    BAND,
+    ISOMETRIC,
+    ISOMETRIC_SHARE,
+    NARROW,
+    NARROW_SPREAD,
+    SHARE_COLUMN,
+    SPREAD,
+    SPREAD_COLUMN,
+    VERDICT_COLUMN,
+)
+from analysis.predict import NO_THEORY_FOR_NORMS, STABLE_BAND, THEORY_VERDICT, VERDICT
 from analysis.trainability import DEPTH_SCALES, TRAINABLE_SHARE
 
 STYLE = """
@@ -15,10 +26,12 @@ table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td.text { text-align: left; }
 .vanishing { background: #fde2e1; } .exploding { background: #fff1cc; } .stable { background: #e3f4e1; }
+td.isometric { background: #cdebc8; } td.narrow { background: #fff1cc; } td.spread { background: #f8cfcc; }
 figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.95em; color: #444; max-width: 60em; } .pair { display: flex; gap: 1em; flex-wrap: wrap; }
 .pair figure { flex: 1 1 600px; margin-top: 0; } code { background: #f5f5f5; padding: 0 0.2em; }
 """
+JACOBIAN_TINTS = {ISOMETRIC: "isometric", NARROW: "narrow", SPREAD: "spread"}  # J verdict: its cell's class
 PAIRS = {("1", "2"), ("7a", "7b"), ("9a", "9b"), ("11a", "11b")}  # side by side, by the names' numbers
 
 
@@ -29,9 +42,12 @@ def number(value: object) -> str:
 
 
 def cell(column: str, value: object) -> str:
-    """A findings cell: names (activation, dataset.kind, verdict) left-aligned, numbers and accuracies right."""
-    is_name = isinstance(value, str) and not column.startswith("accuracy")
-    return f'<td class="text">{number(value)}</td>' if is_name else f"<td>{number(value)}</td>"
+    """A findings cell: names (activation, dataset.kind, verdict) left-aligned, numbers and accuracies right; J's
+    verdict tinted by itself (the row is tinted by the delta_rms verdict)."""
+    if isinstance(value, str) and not column.startswith("accuracy"):
+        tint = f" {JACOBIAN_TINTS[value]}" if column == VERDICT_COLUMN and value in JACOBIAN_TINTS else ""
+        return f'<td class="text{tint}">{number(value)}</td>'
+    return f"<td>{number(value)}</td>"
 
 
 def findings_table(table: pd.DataFrame) -> str:
@@ -40,7 +56,7 @@ def findings_table(table: pd.DataFrame) -> str:
     rows = []
     for record in table.to_dict("records"):
         cells = "".join(cell(column, value) for column, value in record.items())
-        rows.append(f'<tr class="{html.escape(str(record.get("verdict", "")))}">{cells}</tr>')
+        rows.append(f'<tr class="{html.escape(str(record.get(VERDICT, "")))}">{cells}</tr>')
     return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
 
 
@@ -80,6 +96,32 @@ et al. 2017); <b>compared</b> leaves out the cells where xi_c does not exist (th
 {findings_table(agreement)}"""
 
 
+def findings_section(table: pd.DataFrame) -> str:
+    """The findings: what each column means, the verdicts' rules, and the table."""
+    band = f"{1 / STABLE_BAND:.2f}"
+    return f"""<h2>Findings</h2>
+<p><b>measured</b>: the per-layer ratio r = delta_rms(l) / delta_rms(l+1) of the back-propagated signal at
+initialization, from a straight-line fit of log10 delta_rms against layer over the bulk layers (leaving out the
+first and last few), at the deepest depth swept (<b>depth</b>), geometric mean over seeds. <b>predicted</b>: the
+same fit of the mean-field profile, whose per-layer ratio is sqrt(chi) (Poole et al. 2016; Schoenholz et al.
+2017), or sqrt(1 + alpha^2 chi) per block of a residual network (<code>arch=residual</code>, alpha =
+<code>residual_scale</code>; Yang and Schoenholz 2017), for the layer sizes each run recorded, averaged over the
+lengths of its training inputs (also recorded); blank for a run recorded before these facts were, and blank for
+a network with a norm layer: {NO_THEORY_FOR_NORMS}.
+<b>{VERDICT}</b> (from measured) and <b>{THEORY_VERDICT}</b> (from predicted) are about the size of the
+back-propagated signal delta_rms only: vanishing when r &lt; {band} (the signal falls by more than 10x every 10
+layers), exploding when r &gt; {STABLE_BAND:.2f}, stable in between. A stable delta_rms says nothing of how the
+input-output Jacobian J spreads the directions of a signal; that is what the J columns say, where the runs measured
+J (<code>jacobian.examples</code> &gt; 0), at init and at the same depth, mean over seeds: <b>{SHARE_COLUMN}</b>,
+the share of J's singular values s within a factor 2 of 1, <b>{SPREAD_COLUMN}</b>, the standard deviation of ln s,
+and <b>{VERDICT_COLUMN}</b>: <i>{ISOMETRIC}</i> when at least {ISOMETRIC_SHARE:.0%} of the singular values lie
+in {BAND} (dynamical isometry: Saxe et al. 2014; Pennington et al. 2017); otherwise <i>{NARROW}</i> when the std of
+ln s is below {NARROW_SPREAD:g} (J scales every direction alike, by a gain away from 1) and <i>{SPREAD}</i> when it
+is not (J amplifies some directions and crushes others).
+Accuracy: final test accuracy, mean over seeds, diverged runs counted out.</p>
+{findings_table(table)}"""
+
+
 def page(sources: Sequence[str], runs: pd.DataFrame, skipped: Sequence[str], table: pd.DataFrame,
          figures: Sequence[tuple[str, str, str]], agreement: pd.DataFrame | None = None) -> str:
     """The whole page; figures are (name, title, caption), side by side in PAIRS (1|2, 7a|7b, 9a|9b, 11a|11b), and
@@ -96,7 +138,6 @@ def page(sources: Sequence[str], runs: pd.DataFrame, skipped: Sequence[str], tab
         else:
             blocks.append(figure_block(*figures[index]))
             index += 1
-    band = f"{1 / STABLE_BAND:.2f}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>gradlab report</title><style>{STYLE}</style></head><body>
 <h1>Vanishing and exploding gradients: report</h1>
@@ -104,23 +145,15 @@ def page(sources: Sequence[str], runs: pd.DataFrame, skipped: Sequence[str], tab
 Every run's config, status and final metrics: <a href="runs.csv">runs.csv</a>.</p>
 {unfinished_runs(runs)}
 {f"<p>Skipped (unreadable record):</p><ul>{skipped_html}</ul>" if skipped else ""}
-<h2>Findings</h2>
-<p><b>measured</b>: the per-layer ratio r = delta_rms(l) / delta_rms(l+1) of the back-propagated signal at
-initialization, from a straight-line fit of log10 delta_rms against layer over the bulk layers (leaving out the
-first and last few), at the deepest depth swept (<b>depth</b>), geometric mean over seeds. <b>predicted</b>: the
-same fit of the mean-field profile, whose per-layer ratio is sqrt(chi) (Poole et al. 2016; Schoenholz et al.
-2017), or sqrt(1 + alpha^2 chi) per block of a residual network (<code>arch=residual</code>, alpha =
-<code>residual_scale</code>; Yang and Schoenholz 2017), for the layer sizes each run recorded, averaged over the
-lengths of its training inputs (also recorded); blank for a run recorded before these facts were, and blank for
-a network with a norm layer: {NO_THEORY_FOR_NORMS}.
-<b>verdict</b> (from measured) and <b>theory</b> (from predicted): vanishing when r &lt; {band} (the signal
-falls by more than 10x every 10 layers), exploding when r &gt; {STABLE_BAND:.2f}, stable in between.
-Accuracy: final test accuracy, mean over seeds, diverged runs counted out.</p>
-{findings_table(table)}
+{findings_section(table)}
 {trainability_section(agreement)}
 <h2>Figures</h2>
-<p>Colors: one per activation, lighter for the shallower (or smaller) configurations of a sweep. Line styles:
-one per init. Thin black lines: mean-field theory ({NO_THEORY_FOR_NORMS}). Bands: min to max over seeds.</p>
+<p>Colors: one per activation, lighter for the shallower (or smaller) configurations of a sweep. The panels of a
+figure share their axes. A panel holds one init, named in its title, so its lines are solid; where one panel holds
+several inits (figure 4), each has its line style. In figures 7 and 9, thin dashed lines are at init and thick
+solid ones at the end of training. Black lines: mean-field theory ({NO_THEORY_FOR_NORMS}). Bands: min to max over
+seeds. A red cross marks the step where a run diverged, at its last finite value; a red triangle on a panel's edge,
+one whose last value is off the scale.</p>
 {"".join(blocks)}
 </body></html>
 """

@@ -15,12 +15,14 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from analysis.isometry import VERDICT_COLUMN, jacobian_cells
 from analysis.series import KEYS_ADDED_LATER, curve_keys, describe
 from gradlab import theory
 
 STABLE_BAND = 10**0.1  # |log10 r| < 0.1 per layer: less than a factor 10 over 10 layers
 MIN_BULK_LAYERS = 3
 NO_THEORY_FOR_NORMS = "no theory for normalized networks"
+VERDICT, THEORY_VERDICT = "delta_rms verdict", "delta_rms theory"  # the findings' columns: about the signal's size
 
 
 class Architecture(NamedTuple):
@@ -164,9 +166,11 @@ def accuracy_cell(group: pd.DataFrame) -> str:
 
 def findings(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
     """One row per (activation, init, other swept values but depth), each named in a column of its own
-    (dataset.kind, width, ...): measured vs predicted r, verdicts, and accuracy per depth.
+    (dataset.kind, width, ...): measured vs predicted r and their delta_rms verdicts, J's spread at init and its
+    verdict where J was measured (isometry.jacobian_cells), and accuracy per depth.
 
-    Needs runs.bulk_ratio (measured_bulk_ratios). The ratio is read at the deepest depth that has a bulk.
+    Needs runs.bulk_ratio (measured_bulk_ratios); J's columns need runs' jac_*_at_init (isometry). The ratio and
+    J are read at the deepest depth that has a bulk (the deepest depth where none has).
     """
     apart = curve_keys(runs, config_keys)
     rows = []
@@ -177,15 +181,18 @@ def findings(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
             deepest = fitted[fitted.depth == fitted.depth.max()]
             measured = float(10 ** np.log10(deepest.bulk_ratio).mean())
             predicted = predicted_bulk_ratio(deepest.iloc[0])
-            row.update(depth=int(deepest.depth.iloc[0]), measured=measured, predicted=predicted)
             normalized = architecture(deepest.iloc[0]).norm != "none"
-            row.update(verdict=verdict(measured), theory=NO_THEORY_FOR_NORMS if normalized else verdict(predicted))
+            row.update({"depth": int(deepest.depth.iloc[0]), "measured": measured, "predicted": predicted,
+                        VERDICT: verdict(measured),
+                        THEORY_VERDICT: NO_THEORY_FOR_NORMS if normalized else verdict(predicted)})
+        row.update(jacobian_cells(group[group.depth == (fitted if len(fitted) else group).depth.max()]))
         for depth, at_depth in group.groupby("depth"):
             row[f"accuracy at depth {depth}"] = accuracy_cell(at_depth)
         rows.append(row)
     accuracy = [f"accuracy at depth {depth}" for depth in sorted(runs.depth.unique())]
     table = pd.DataFrame(rows)
-    return table[[c for c in table.columns if c not in accuracy] + accuracy].fillna({c: "" for c in accuracy})
+    blanks = {c: "" for c in [*accuracy, VERDICT_COLUMN] if c in table}
+    return table[[c for c in table.columns if c not in accuracy] + accuracy].fillna(blanks)
 
 
 def depth_curves(runs: pd.DataFrame) -> pd.DataFrame:

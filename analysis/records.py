@@ -26,7 +26,8 @@ import pyarrow.dataset as ds
 from gradlab.record import JACOBIAN_SCHEMA, METRICS_SCHEMA
 
 CHUNK = 250  # jobs per scan: a few thousand rows each, so a chunk's rows stay in the tens of MB
-AT_INIT = ["delta_rms", "grad_norm", "saturation", "act_std", "avg_sq_mean", "avg_var", "branch_avg_var"]  # step 0
+AT_INIT = ["delta_rms", "grad_norm", "saturation", "act_std", "avg_sq_mean", "avg_var", "branch_avg_var",
+           "jac_log_sv_std"]  # step 0: figures 1, 2, the profiles' start, the findings' J at init
 CURVES = ["batch_loss", "test_loss", "jac_log_sv_mean", "jac_isometry"]  # every step: figures 5, 11, learning_step
 PROFILES = ["saturation", "act_std", "avg_sq_mean", "avg_var", "branch_avg_var"]  # figures 7, 9: init and the end
 HEATMAP, UPDATE_RATIO = "grad_norm", "update_ratio"  # every step of the deepest runs: figures 3 and 8

@@ -1,8 +1,9 @@
 """Build the report of one or more sweeps: `python analysis/report.py [SWEEP_DIR ...]`.
 
-Default: the newest sweep under runs/multirun/. Several sweep folders, or a parent of several, make one report,
-written into the first: report/index.html, report/figures/*.png and report/runs.csv. The only module that
-writes files; load reads the runs and the figures draw.
+Default: the newest sweep anywhere under runs/ (runs/multirun/<time>/, or a hydra.sweep.dir of your own).
+Several sweep folders, or a parent of several, make one report, written into the first: report/index.html,
+report/figures/*.png and report/runs.csv. The only module that writes files; load reads the runs and the figures
+draw.
 """
 
 import argparse
@@ -24,7 +25,9 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from analysis.catalog import FIGURES, Inputs  # noqa: E402
+from analysis.chance import chance_loss  # noqa: E402
 from analysis.figures_init import ratio_rows  # noqa: E402
+from analysis.isometry import AT_INIT, with_jacobian_at_init  # noqa: E402
 from analysis.jobs import FACT_COLUMNS, SUMMARY_COLUMNS  # noqa: E402
 from analysis.load import concat_rows, hidden, load  # noqa: E402
 from analysis.page import page  # noqa: E402
@@ -36,9 +39,10 @@ from analysis.predict import (  # noqa: E402
     predicted_profiles,
 )
 from analysis.trainability import agreement, trainability_rows  # noqa: E402
-from gradlab.sweeps import newest_sweep  # noqa: E402
+from gradlab.sweeps import find_sweeps, newest_sweep, sweep_running  # noqa: E402
 
-RATIO_COLUMNS = ["grad_norm_ratio", "delta_rms_ratio", "bulk_ratio", "predicted_bulk_ratio", "learning_step"]
+RATIO_COLUMNS = ["grad_norm_ratio", "delta_rms_ratio", "bulk_ratio", "predicted_bulk_ratio", "learning_step",
+                 "chance_loss", *AT_INIT.values()]
 NOT_IN_CSV = ["input_q0_quantiles"]  # 16 numbers per run: the theory's input, in each summary.json
 DPI = 100
 
@@ -48,6 +52,8 @@ def analyse(sweeps: list[Path], progress: bool | None = None) -> tuple[Inputs, p
     sweep = load(sweeps, progress=progress)
     runs = sweep.runs.assign(bulk_ratio=measured_bulk_ratios(sweep.runs, sweep.metrics))
     runs["predicted_bulk_ratio"] = [predicted_bulk_ratio(run) for run in runs.itertuples(index=False)]
+    runs["chance_loss"] = [chance_loss(run) for run in runs.itertuples(index=False)]
+    runs = with_jacobian_at_init(runs, sweep.metrics)
     metrics = concat_rows(sweep.metrics, predicted_profiles(runs, sweep.metrics))
     inputs = Inputs(runs, metrics, ratio_rows(runs, depth_curves(runs)), sweep.config_keys, sweep.spectra,
                     trainability_rows(runs, sweep.config_keys), sweep.heatmap)
@@ -86,18 +92,19 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:  # 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweeps", nargs="*", type=Path,
-                        help="sweep folders, or a parent of several (default: the newest under runs/multirun/)")
+                        help="sweep folders, or a parent of several (default: the newest sweep under runs/)")
     args = parser.parse_args(argv)
     sweeps = args.sweeps or [newest_sweep(Path("runs"))]
     if None in sweeps:
-        print("gradlab report: no sweep under runs/multirun/; run `python src/run.py -m ...` or pass a folder",
-              file=sys.stderr)
+        print("gradlab report: no sweep under runs/; run `python src/run.py -m ...` or pass a folder", file=sys.stderr)
         return 2
     missing = [str(s) for s in sweeps if not s.is_dir()]
     if missing:
         print(f"gradlab report: not a folder: {', '.join(missing)}", file=sys.stderr)
         return 2
     warnings.formatwarning = one_line_warning
+    for sweep in filter(sweep_running, (found for root in sweeps for found in find_sweeps(root))):
+        print(f"warning: {sweep} is still running: the report shows the jobs recorded so far", file=sys.stderr)
     torch.set_num_threads(1)  # the theory's tensors are small: more threads only wait on each other
     started = time.time()
     try:

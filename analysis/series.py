@@ -25,6 +25,7 @@ SEED = "seed"
 # filled in and an old run is a seed of the same series as a new one that sets it.
 KEYS_ADDED_LATER = {"arch": "plain", "norm": "none", "residual_scale": 1.0, "optimizer.name": "sgd", "bias_std": 0.0}
 FACETS = ("activation", "init")  # the figures' rows and columns: in every panel title, never in a line's label
+ONE_SHADE = 0.7  # a sweep of one series: dark enough to read, light enough to show its activation's hue
 LABELS = ["series", "line", "curve", "shade", "panel", "column", "column_order"]
 
 
@@ -73,13 +74,17 @@ def key_values(runs: pd.DataFrame, keys: list[str]) -> list[str]:
 
 def label_series(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
     """Add series (what a line stands for), line (its label beside the panel's title), curve (series less depth),
-    shade (0 to 1], panel, and column (init and curve: the facet column) with column_order."""
+    shade (0 to 1]: by depth where depth is swept, else by series), panel, and column (init and curve: the facet
+    column) with column_order."""
     others = curve_keys(runs, config_keys)
     depth_swept = runs.depth.nunique(dropna=False) > 1
     keys = (["depth"] if depth_swept or not others else []) + others
     runs = runs.assign(series=key_values(runs, keys), curve=key_values(runs, others))
-    order = list(runs.sort_values(keys, na_position="first").series.unique())
-    runs["shade"] = runs.series.map(lambda s: (order.index(s) + 1) / len(order))  # the last series darkest
+    if depth_swept:  # a panel's lines differ by depth alone: one shade per depth, the same in every panel
+        order, by = sorted(runs.depth.unique()), runs.depth
+    else:
+        order, by = list(runs.sort_values(keys, na_position="first").series.unique()), runs.series
+    runs["shade"] = by.map(lambda v: (order.index(v) + 1) / len(order) if len(order) > 1 else ONE_SHADE)  # last darkest
     runs["line"] = [f"depth={d}" for d in runs.depth] if depth_swept else runs.series  # the rest is in the title
     runs["column"] = runs.init + runs.curve.map(lambda c: f" · {c}" if c else "")
     runs["panel"] = runs.activation + " · " + runs.column

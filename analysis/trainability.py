@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from analysis.chance import chance_accuracy
 from analysis.predict import recorded_sigma_b2, setting
 from analysis.series import key_values, setting_keys, swept_keys
 from gradlab.theory import weight_scale
@@ -34,13 +35,6 @@ def hidden_sigma_w2(run: tuple) -> float:
     return weight_scale(run.init, int(run.width), int(run.width), float(run.init_gain))
 
 
-def chance(run: tuple) -> float:
-    """The accuracy of guessing: 1 / classes (2 for one logit); NaN where the run did not record its sizes."""
-    if not isinstance(run.layer_sizes, tuple):
-        return math.nan
-    return 1 / max(run.layer_sizes[-1], 2)
-
-
 def grid_runs(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
     """The runs the map can place: plain, unnormalized, finished; with sigma_w2, sigma_b2, chance and panel."""
     places = [(setting(run, "arch"), setting(run, "norm")) == THEORY_FOR and run.status in ("completed", "diverged")
@@ -50,7 +44,7 @@ def grid_runs(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
         return kept.assign(sigma_w2_hidden=[], sigma_b2_recorded=[], chance=[], panel_key=[])
     kept = kept.assign(sigma_w2_hidden=[round(hidden_sigma_w2(run), 4) for run in kept.itertuples(index=False)],
                        sigma_b2_recorded=[round(recorded_sigma_b2(run), 6) for run in kept.itertuples(index=False)],
-                       chance=[chance(run) for run in kept.itertuples(index=False)])
+                       chance=[chance_accuracy(run) for run in kept.itertuples(index=False)])
     rest = [key for key in swept_keys(kept, setting_keys(config_keys)) if key not in NOT_PANEL_KEYS]
     labels = [f"{run.activation} · sigma_b^2={run.sigma_b2_recorded:.3g}" for run in kept.itertuples(index=False)]
     others = key_values(kept, rest) if rest else [""] * len(kept)

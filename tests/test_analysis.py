@@ -174,7 +174,7 @@ def test_cli_without_a_sweep_says_so_and_exits_2(tmp_path: Path, monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings():
         assert report.main([]) == 2
-    assert "no sweep under runs/multirun/" in capsys.readouterr().err
+    assert "no sweep under runs/" in capsys.readouterr().err
 
 
 def test_report_of_runs_without_per_layer_measurements_still_builds(sweeps: Path, tmp_path: Path):

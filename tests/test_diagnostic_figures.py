@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle, StepPatch
 
 from analysis import report
 from analysis.catalog import AT_INIT_ONLY, FIGURES, NO_GRID
-from analysis.figures_jacobian import spectrum_histograms
+from analysis.figures_jacobian import spectrum_bins, spectrum_histograms
 from analysis.load import UnreadableSpectra, load
 from analysis.predict import architecture, predicted_profile
 from analysis.trainability import agreement, trainability_rows
@@ -37,7 +37,7 @@ CONFIG = {"depth": 4, "width": WIDTH, "activation": "tanh", "init": "lecun_norma
 NEW_CONFIG_KEYS, NEW_FACTS = ("bias_std", "jacobian"), ("sigma_w2", "sigma_b2")
 
 
-def metric_rows(depth: int, jacobian_steps: tuple[int, ...], replicas: int) -> pd.DataFrame:
+def metric_rows(depth: int, jacobian_steps: tuple[int, ...], replicas: int, isometry: float = 0.5) -> pd.DataFrame:
     rows = []
     for replica in range(replicas):
         for step in (0, 15, 30):
@@ -45,14 +45,15 @@ def metric_rows(depth: int, jacobian_steps: tuple[int, ...], replicas: int) -> p
             rows += [(replica, step, None, "batch_loss", 2.3 - step / 30), (replica, step, None, "test_loss", 2.3)]
         for step in jacobian_steps:
             rows += [(replica, step, None, "jac_log_sv_mean", -1.0 - step / 10 - depth),
-                     (replica, step, None, "jac_isometry", 0.5 - step / 100)]
+                     (replica, step, None, "jac_log_sv_std", 0.1 * depth + replica),
+                     (replica, step, None, "jac_isometry", isometry - step / 100)]
     frame = pd.DataFrame(rows, columns=["replica", "step", "layer", "name", "value"]).assign(epoch=0)
     return frame.astype({"layer": "Int64"})
 
 
 def write_job(sweep: Path, number: int, *, spectra: dict[int, list[float]] | None = None,
               jacobian_steps: tuple[int, ...] = (0, 15, 30), accuracy: float = 0.5, status: str = "completed",
-              old_record: bool = False, **overrides: object) -> Path:
+              old_record: bool = False, isometry: float = 0.5, **overrides: object) -> Path:
     """A job folder as src/run.py leaves it; spectra: {step: singular values} for jacobian.parquet (per replica)."""
     config = {**CONFIG, **overrides}
     job = sweep / f"{number}_job"
@@ -69,7 +70,7 @@ def write_job(sweep: Path, number: int, *, spectra: dict[int, list[float]] | Non
         jacobian_steps, spectra = (), None
     (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     (job / "summary.json").write_text(json.dumps(summary))
-    metric_rows(depth, jacobian_steps, replicas).to_parquet(job / "metrics.parquet")
+    metric_rows(depth, jacobian_steps, replicas, isometry).to_parquet(job / "metrics.parquet")
     if spectra:
         rows = [(replica, step, 0, index, value + replica) for replica in range(replicas)
                 for step, values in spectra.items() for index, value in enumerate(values)]
@@ -154,12 +155,25 @@ def test_spectrum_panel_draws_one_histogram_per_depth_whose_shares_sum_to_the_no
     fig, ax = plt.subplots()
     spectrum_histograms(lecun, ax)
     patches = [patch for patch in ax.patches if isinstance(patch, StepPatch)]
-    assert [patch.get_label() for patch in patches] == ["depth=3", "depth=6 (25% exactly 0)"]
+    assert [patch.get_label() for patch in patches] == ["depth=3", "depth=6"]
     for patch, nonzero in zip(patches, (1.0, 0.75), strict=True):
         shares, edges = patch.get_data().values, patch.get_data().edges
         assert (shares * np.diff(np.log10(edges))).sum() == pytest.approx(nonzero)  # per decade x decades
+    lines = [" ".join(area.get_text() for area in line.get_children())
+             for box in ax.artists for line in box.get_child().get_children()]
+    assert lines == ["in [0.5, 2]: 50% 25%", "exactly 0: 0% 25%"]  # depth 3: 1 and 1 of 4; depth 6: 1, and 0
     assert ax.get_xscale() == "log"
     plt.close(fig)
+
+
+def test_spectrum_bins_put_three_bins_across_the_band_and_span_at_most_24_decades():
+    edges = spectrum_bins(np.array([1e-40, 1e-30, 1e-20, 1e-10, 0.3, 1.0, 3.0]))
+    assert np.log10(edges[-1] / edges[0]) == pytest.approx(24, abs=0.2)
+    assert edges[0] > 1e-30 and edges[-1] >= 3.0  # the window holding the band and the most values
+    band = edges[(edges >= 0.5 - 1e-12) & (edges <= 2 + 1e-12)]
+    assert band == pytest.approx([0.5, 0.5 * 4 ** (1 / 3), 0.5 * 4 ** (2 / 3), 2.0])  # three bins, s = 1 inside one
+    narrow = spectrum_bins(np.array([0.9, 1.1]))
+    assert narrow[0] <= 0.1 and narrow[-1] >= 10  # at least 0.1 .. 10, the band well inside
 
 
 def test_spectrum_figure_has_a_panel_per_activation_and_init(jacobian_sweep: Path):
@@ -168,6 +182,9 @@ def test_spectrum_figure_has_a_panel_per_activation_and_init(jacobian_sweep: Pat
     panels = drawn_axes(fig)
     assert [ax.get_title() for ax in panels] == ["tanh · lecun_normal", "tanh · orthogonal"]
     assert [sum(isinstance(p, StepPatch) for p in ax.patches) for ax in panels] == [2, 2]
+    assert len({ax.get_xlim() for ax in panels}) == 1 and len({ax.get_ylim() for ax in panels}) == 1
+    edges = [patch.get_data().edges for ax in panels for patch in ax.patches if isinstance(patch, StepPatch)]
+    assert all(np.array_equal(edges[0], other) for other in edges)  # one set of bins for every panel
     plt.close(fig)
 
 
@@ -186,13 +203,13 @@ def test_jacobian_training_figures_draw_a_line_per_depth_against_step(jacobian_s
     plt.close(fig)
 
 
-def test_a_diverged_run_is_marked_where_its_jacobian_was_last_measured(tmp_path: Path):
-    write_job(tmp_path, 0, status="diverged", jacobian_steps=(0, 15))
+def test_a_diverged_run_is_marked_at_the_step_it_diverged_and_its_last_measured_jacobian(tmp_path: Path):
+    write_job(tmp_path, 0, status="diverged", jacobian_steps=(0,))  # diverged at step 7 (its summary), J at 0 only
     write_job(tmp_path, 1, depth=6)
     inputs, _, _ = report.analyse([tmp_path], progress=False)
     fig = build(inputs, "11a_")
     crosses = [c for c in drawn_axes(fig)[0].collections if c.get_offsets().shape[0]]
-    assert [c.get_offsets().tolist() for c in crosses] == [[[15, -6.5]]]  # -1 - 15/10 - depth 4
+    assert [c.get_offsets().tolist() for c in crosses] == [[[7, -5.0]]]  # step 7, not 0; -1 - 0/10 - depth 4
     plt.close(fig)
 
 
@@ -306,3 +323,4 @@ def test_the_report_page_gives_the_share_of_cells_on_the_predicted_side(tmp_path
     assert "Trainability against the theory" in page and "<td>0.889</td>" in page
     pairs = page.split('<div class="pair">')[1:]
     assert any('id="11a_jacobian_log_sv_mean"' in pair and 'id="11b_jacobian_isometry"' in pair for pair in pairs)
+

@@ -1,6 +1,7 @@
 """Each figure function draws from a small tidy DataFrame built here: lines, scales, markers and labels."""
 
 import itertools
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,7 +11,8 @@ from matplotlib.collections import PolyCollection, QuadMesh
 from matplotlib.lines import Line2D
 
 from analysis import figures_init, figures_training
-from analysis.style import INIT_STYLES, THEORY, facet_grid, series_color, set_title
+from analysis.layout import facet_grid, set_title
+from analysis.style import INIT_STYLES, THEORY, series_color
 from gradlab.activations import ACTIVATIONS
 from gradlab.inits import INITS
 
@@ -88,19 +90,29 @@ def test_ratio_figure_draws_measured_points_and_the_theory_line(ax):
     theory = pd.DataFrame({"activation": "relu", "init": "xavier_uniform", "curve": "", "depth": [2, 30],
                            "log10_ratio": [-0.15, -4.4]})
     figures_init.delta_ratio_against_depth(figures_init.ratio_rows(runs, theory), ax)
-    lines = labelled_lines(ax)
-    assert list(lines["xavier_uniform"].get_xdata()) == [2, 30]  # the ratio of 0 is no point on the line...
-    assert list(lines["layer 1 underflowed to 0"].get_xdata()) == [10]  # ...but a marker at the bottom
+    [measured] = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert list(measured.get_xdata()) == [2, 30]  # the ratio of 0 is no point on the line...
+    [underflow] = [line for line in ax.get_lines() if line.get_marker() == "v"]
+    assert list(underflow.get_xdata()) == [10]  # ...but a marker at the bottom
     theory_lines = [line for line in ax.get_lines() if list(line.get_ydata()) == [-0.15, -4.4]]
     assert len(theory_lines) == 1 and theory_lines[0].get_color() == THEORY["color"]
+    legend = {text.get_text(): handle for text, handle in zip(ax.get_legend().texts, ax.get_legend().legend_handles,
+                                                              strict=True)}
+    assert set(legend) == {"xavier_uniform", figures_init.UNDERFLOW, "mean-field theory (black)"}
+    assert legend["xavier_uniform"].get_linestyle() == measured.get_linestyle()  # the init is told by its style
+    assert legend["xavier_uniform"].get_color() == measured.get_color()
 
 
-def test_loss_figure_marks_where_a_diverged_run_stopped(metrics, ax):
-    diverged = run_rows(3, 6, status="diverged", steps=10)
+def test_loss_figure_marks_a_diverged_run_at_its_step_and_draws_the_chance_level(metrics, ax):
+    diverged = run_rows(3, 6, status="diverged", steps=10).assign(diverged_at_step=7.0)
     diverged.loc[(diverged.name == "batch_loss") & (diverged.step == 10), "value"] = np.nan
-    figures_training.loss_curves(pd.concat([metrics, diverged]), ax)
+    rows = pd.concat([metrics, diverged]).assign(chance_loss=math.log(10))
+    figures_training.loss_curves(rows, ax)
     [crosses] = [c for c in ax.collections if c.get_offsets().shape[0] and not isinstance(c, PolyCollection)]
-    assert crosses.get_offsets().tolist() == [[5, pytest.approx(2.3 / 6)]]  # the last finite batch loss
+    assert crosses.get_offsets().tolist() == [[7, pytest.approx(2.3 / 6)]]  # its step, its last finite batch loss
+    [chance] = [line for line in ax.get_lines() if line.get_label().startswith("chance")]
+    assert list(chance.get_ydata()) == [pytest.approx(2.302585, rel=1e-6)] * 2
+    assert chance.get_label() == "chance: ln 10 = 2.30"
     assert ax.get_yscale() == "log"
     assert "diverged here" in [t.get_text() for t in ax.get_legend().get_texts()]
 
@@ -124,12 +136,16 @@ def test_accuracy_heatmap_has_a_cell_per_swept_pair_and_names_diverged_cells(ax)
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("init", "activation")
 
 
-def test_saturation_figure_draws_init_and_end_per_depth_on_a_unit_scale(metrics, ax):
+def test_saturation_figure_draws_init_dashed_and_end_solid_per_depth_on_a_unit_scale(metrics, ax):
     figures_training.saturation_profile(metrics, ax)
     drawn = [line for line in ax.get_lines() if len(line.get_xdata())]
     ends = [line for line in drawn if line.get_linewidth() > 2]
+    starts = [line for line in drawn if line not in ends]
     assert len(drawn) == 4 and len(ends) == 2  # depth 3 and 6, each at init (thin) and at the end (thick)
     assert max(ends[1].get_ydata()) == pytest.approx(0.25)  # step 15: 0.1 + 0.15
+    assert max(starts[1].get_ydata()) == pytest.approx(0.1)  # step 0
+    assert {line.get_linestyle() for line in ends} == {"-"} and "-" not in {line.get_linestyle() for line in starts}
+    assert {"at init (step 0)", "at the end"} <= {t.get_text() for t in ax.get_legend().get_texts()}
     assert ax.get_ylim() == pytest.approx((-0.02, 1.02))
 
 

@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import report
+from analysis import figures_init, report
 from analysis.catalog import FIGURES
+from analysis.layout import set_title
 from analysis.load import load
 from analysis.predict import NO_THEORY_FOR_NORMS, architecture, predicted_profile
 from analysis.series import label_series
-from analysis.style import THEORY, set_title
+from analysis.style import THEORY
 
 ALPHA, WIDTH, Q0S = 0.5, 32, [0.4, 1.0, 2.5]
 CONFIG = {"depth": 6, "width": WIDTH, "activation": "relu", "init": "kaiming_normal", "init_gain": 1.0, "lr": 0.1,
@@ -96,8 +97,8 @@ def test_findings_predict_a_residual_ratio_and_leave_normalized_networks_blank(s
     _, table, _ = report.analyse([sweep], progress=False)
     rows = table.set_index("norm")
     assert rows.predicted["none"] == pytest.approx(math.sqrt(1 + ALPHA**2), rel=1e-9)  # per block, toward the input
-    assert rows.theory["none"] == "stable"  # 1.118 < 10^0.1
-    assert math.isnan(rows.predicted["layernorm"]) and rows.theory["layernorm"] == NO_THEORY_FOR_NORMS
+    assert rows["delta_rms theory"]["none"] == "stable"  # 1.118 < 10^0.1
+    assert math.isnan(rows.predicted["layernorm"]) and rows["delta_rms theory"]["layernorm"] == NO_THEORY_FOR_NORMS
     assert rows.measured["layernorm"] == pytest.approx(1.3, rel=1e-9)  # still measured
 
 
@@ -121,12 +122,17 @@ def test_figure_1_draws_the_theory_over_residual_panels_and_none_over_normalized
     assert set(panels) == {"relu · kaiming_normal · norm=none", "relu · kaiming_normal · norm=layernorm"}
     theory_lines = {title: [line for line in ax.get_lines() if line.get_color() == THEORY["color"]]
                     for title, ax in panels.items()}
-    normalized, residual = panels["relu · kaiming_normal · norm=layernorm"], panels["relu · kaiming_normal · norm=none"]
     assert theory_lines["relu · kaiming_normal · norm=layernorm"] == []
-    assert NO_THEORY_FOR_NORMS in legend_texts(normalized)
     assert sorted(len(line.get_xdata()) for line in theory_lines["relu · kaiming_normal · norm=none"]) == [6, 12]
-    assert NO_THEORY_FOR_NORMS not in legend_texts(residual)
+    [legend] = [ax.get_legend() for ax in fig.axes if ax.get_legend()]  # one, beside the row
+    assert NO_THEORY_FOR_NORMS in [text.get_text() for text in legend.get_texts()]
     plt.close(fig)
+    rows = inputs.metrics[inputs.metrics.name.isin(["delta_rms", "delta_rms_predicted"])]
+    for norm, says_so in (("layernorm", True), ("none", False)):  # each panel, drawn alone
+        fig, ax = plt.subplots()
+        figures_init.delta_rms_at_init(rows[rows.norm == norm], ax)
+        assert (NO_THEORY_FOR_NORMS in legend_texts(ax)) == says_so
+        plt.close(fig)
 
 
 def test_report_page_says_there_is_no_theory_for_normalized_networks(sweep: Path):

@@ -73,6 +73,7 @@ def test_depth_is_the_line_label_and_the_other_swept_keys_go_to_the_column():
     assert sorted(runs.curve.unique()) == ["dataset.kind=moons", "dataset.kind=xor"]
     assert runs.series.nunique() == 4
     assert runs[runs.depth == 6].shade.min() > runs[runs.depth == 3].shade.max()  # deeper is darker
+    assert (runs.groupby("depth").shade.nunique() == 1).all()  # one color per depth in every panel, as its legend
 
 
 @pytest.fixture(scope="module")

@@ -41,31 +41,40 @@ def is_dashed(line) -> bool:
     return line.get_linestyle() not in ("-", "solid")
 
 
-def test_squared_mean_panel_draws_each_depth_thin_at_init_and_thick_at_the_end_on_a_log_scale(ax):
+def has_circles(line) -> bool:
+    return line.get_marker() not in (None, "None", "", " ")
+
+
+def test_squared_mean_panel_draws_each_depth_thin_dashed_at_init_and_thick_solid_at_the_end_on_a_log_scale(ax):
     figures_signal.sq_mean_profile(pd.concat([signal_rows(0, 3), signal_rows(1, 6)]), ax)
     lines = drawn(ax)
     thick = [line for line in lines if line.get_linewidth() == figures_signal.END_WIDTH]
+    thin = [line for line in lines if line not in thick]
     assert len(lines) == 4 and len(thick) == 2  # depth 3 and 6, each at init (thin) and at step 10 (thick)
     assert [line.get_label() for line in thick] == ["depth=3", "depth=6"]
     assert list(thick[1].get_xdata()) == [1, 2, 3, 4, 5]  # the hidden layers of depth 6
     assert list(thick[1].get_ydata()) == pytest.approx([0.1 * layer * 11 for layer in range(1, 6)])  # step 10
-    assert not any(is_dashed(line) for line in lines)
+    assert list(thin[1].get_ydata()) == pytest.approx([0.1 * layer for layer in range(1, 6)])  # step 0
+    assert all(is_dashed(line) for line in thin) and not any(is_dashed(line) for line in thick)
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert {"at init (step 0)", "at the end"} <= set(legend)
     assert ax.get_yscale() == "log"
 
 
-def test_variance_panel_dashes_the_residual_branches_beside_the_stream(ax):
+def test_variance_panel_marks_the_residual_branches_with_circles_beside_the_stream(ax):
     figures_signal.var_profile(pd.concat([signal_rows(0, 4, "residual"), signal_rows(1, 8, "residual")]), ax)
     lines = drawn(ax)
-    dashed = [line for line in lines if is_dashed(line)]
-    assert len(lines) == 8 and len(dashed) == 4  # 2 depths x (stream, branch) x (init, end)
-    assert {tuple(line.get_xdata()) for line in dashed} == {(2, 3), (2, 3, 4, 5, 6, 7)}  # blocks 2..depth-1
+    branches = [line for line in lines if has_circles(line)]
+    assert len(lines) == 8 and len(branches) == 4  # 2 depths x (stream, branch) x (init, end)
+    assert {tuple(line.get_xdata()) for line in branches} == {(2, 3), (2, 3, 4, 5, 6, 7)}  # blocks 2..depth-1
+    assert sum(is_dashed(line) for line in branches) == 2  # each branch at init, dashed like its stream
     assert "residual branch alpha z" in [text.get_text() for text in ax.get_legend().get_texts()]
     assert ax.get_yscale() == "log"
 
 
 def test_variance_panel_of_plain_networks_has_no_branch_lines(ax):
     figures_signal.var_profile(signal_rows(0, 5), ax)
-    assert len(drawn(ax)) == 2 and not any(is_dashed(line) for line in drawn(ax))
+    assert len(drawn(ax)) == 2 and not any(has_circles(line) for line in drawn(ax))
     assert "residual branch alpha z" not in [text.get_text() for text in ax.get_legend().get_texts()]
 
 
