@@ -35,12 +35,10 @@ from gradlab.overrides import check_overrides, config_groups  # noqa: E402
 from gradlab.sweeps import available_cores, threads_per_job  # noqa: E402
 
 CORES = torch.get_num_threads()  # torch's own count (OMP_NUM_THREADS, else the cores), before any job changes it
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 register_configs()
 if WANDB_HELPER is not None:
     tracking.adopt(WANDB_HELPER)
-
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -50,7 +48,6 @@ def main(cfg: DictConfig) -> str:
     multirun = hc.mode == RunMode.MULTIRUN
     job = Job(
         run_dir=Path(hc.runtime.output_dir),
-        group=Path(hc.sweep.dir).name if multirun else None,
         name=hc.job.override_dirname or "defaults",
         sweep_dir=Path(hc.sweep.dir) if multirun else None,
         number=hc.job.num if multirun else None,

@@ -68,7 +68,7 @@ def test_wandb_failure_ends_the_run_failed_with_a_readable_record(tmp_path: Path
     monkeypatch.setattr(experiment, "start_logger", start)
     cfg = compose_config("depth=3", "epochs=1")
     with pytest.raises(RuntimeError, match=error):
-        run_job(cfg, Job(tmp_path, None, "wandb fails"))
+        run_job(cfg, Job(tmp_path, "wandb fails"))
     summary = summary_of(tmp_path)
     assert summary["status"] == "failed" and error in summary["error"]
     assert (tmp_path / "metrics.parquet").is_file()

@@ -131,7 +131,7 @@ def test_jacobian_rows_follow_their_definitions():
 
 def run_record(tmp_path: Path, *overrides: str) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
     cfg = compose_config("depth=3", "width=8", "epochs=2", "logger.mode=disabled", *overrides)
-    run_job(cfg, Job(tmp_path, None, "jacobian"))
+    run_job(cfg, Job(tmp_path, "jacobian"))
     summary = json.loads((tmp_path / "summary.json").read_text())
     spectra_path = tmp_path / "jacobian.parquet"
     spectra = pd.read_parquet(spectra_path) if spectra_path.exists() else None

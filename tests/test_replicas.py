@@ -83,7 +83,7 @@ def test_a_diverging_replica_is_frozen_while_the_others_train_on():
 
 def test_replica_run_record_has_a_replica_column_and_per_replica_summary(tmp_path: Path):
     cfg = compose_config("epochs=1", "depth=3", "replicas=2", "seed=7", "logger.mode=disabled")
-    run_job(cfg, Job(tmp_path, None, "replicas"))
+    run_job(cfg, Job(tmp_path, "replicas"))
     metrics = pd.read_parquet(tmp_path / "metrics.parquet")
     assert list(metrics.columns) == ["replica", "step", "epoch", "layer", "name", "value"]
     assert sorted(metrics.replica.unique()) == [0, 1]
@@ -104,7 +104,7 @@ def test_summary_finals_are_means_over_the_replicas_that_did_not_diverge(tmp_pat
     setup = prepare(cfg)
     for w in setup.net.weights:
         w[1] *= 1e30  # replica 1 overflows on its first batch
-    train_recorded(cfg, setup, Job(tmp_path, None, "one diverges"))
+    train_recorded(cfg, setup, Job(tmp_path, "one diverges"))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (summary["status"], summary["replicas_diverged"]) == ("completed", 1)
     metrics = pd.read_parquet(tmp_path / "metrics.parquet").query("name == 'test_accuracy'")

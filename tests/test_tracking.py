@@ -86,7 +86,7 @@ def test_measurements_reach_the_helper_every_live_interval_while_the_run_goes(mo
 def test_wandb_start_failure_in_the_helper_ends_the_run_failed_with_a_readable_record(tmp_path: Path):
     cfg = compose_config("depth=3", "epochs=1", "logger.mode=offline", "logger.project=not/a/project")
     with pytest.raises(RuntimeError, match="wandb.init: .*Invalid project name"):
-        run_job(cfg, Job(tmp_path, None, "bad project"))
+        run_job(cfg, Job(tmp_path, "bad project"))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and "Invalid project name" in summary["error"]
     assert len(pd.read_parquet(tmp_path / "metrics.parquet")) > 0
@@ -100,7 +100,7 @@ def test_helper_that_dies_mid_run_ends_the_run_failed_with_a_readable_record(tmp
 
     monkeypatch.setattr(experiment, "start_logger", start_then_kill)
     with pytest.raises(tracking.HelperGone):
-        run_job(compose_config("depth=3", "epochs=1", "logger.mode=offline"), Job(tmp_path, None, "helper dies"))
+        run_job(compose_config("depth=3", "epochs=1", "logger.mode=offline"), Job(tmp_path, "helper dies"))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and "W&B helper process" in summary["error"]
     assert len(pd.read_parquet(tmp_path / "metrics.parquet")) > 0

@@ -90,7 +90,7 @@ def test_divergence_stops_at_once_with_the_non_finite_step_recorded():
 
 def test_run_job_writes_a_tidy_record_with_its_summary(tmp_path: Path):
     cfg = compose_config("epochs=1", "depth=3", "logger.mode=disabled")
-    assert run_job(cfg, Job(tmp_path, None, "test")) == "completed"
+    assert run_job(cfg, Job(tmp_path, "test")) == "completed"
     table = pq.read_table(tmp_path / "metrics.parquet")
     assert table.schema.equals(METRICS_SCHEMA)
     metrics = table.to_pandas()

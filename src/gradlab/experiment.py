@@ -42,11 +42,15 @@ class JobInterrupted(Exception):
 
 class Job(NamedTuple):
     run_dir: Path
-    group: str | None  # the sweep's folder name, None for a single run
     name: str  # from the job's overrides
-    sweep_dir: Path | None = None  # a sweep's job: the sweep's folder
+    sweep_dir: Path | None = None  # a sweep's job: the sweep's folder; None for a single run
     number: int | None = None  # a sweep's job: its number in the sweep, from 0
     cores: int | None = None  # the torch threads it may use (None: leave torch's setting as it is)
+
+    @property
+    def group(self) -> str | None:
+        """The W&B group: the sweep's folder name, None for a single run."""
+        return self.sweep_dir.name if self.sweep_dir is not None else None
 
 
 class Setup(NamedTuple):
