@@ -33,7 +33,7 @@ PROFILES = ["saturation", "act_std", "avg_sq_mean", "avg_var", "branch_avg_var"]
 HEATMAP, UPDATE_RATIO = "grad_norm", "update_ratio"  # every step of the deepest runs: figures 3 and 8
 METRIC_COLUMNS = ["replica", "step", "epoch", "layer", "name", "value"]
 NAMES = list(dict.fromkeys([*AT_INIT, *CURVES, *PROFILES, UPDATE_RATIO]))  # every name the figures read
-SPECTRUM_COLUMNS = ["replica", "singular_value"]  # J's singular values at step 0: figure 10
+SPECTRUM_COLUMNS = ["replica", "singular_value", "log_singular_value"]  # J's singular values at step 0: figure 10
 NEEDED = (pc.field("name").isin(CURVES + PROFILES)
           | ((pc.field("step") == 0) & pc.field("name").isin(AT_INIT)))  # fmt: skip
 NEEDED_OF_DEEPEST = NEEDED | pc.field("name").isin([HEATMAP, UPDATE_RATIO])
@@ -183,6 +183,15 @@ def empty_metrics() -> pa.Table:
     return pa.schema([("job", pa.int32()), *[METRICS_SCHEMA.field(c) for c in METRIC_COLUMNS]]).empty_table()
 
 
+def spectrum_values(rows: pa.Table) -> np.ndarray:
+    """s, with a value too small for float64 (recorded as ln s only, e^{ln s} = 0) kept apart from an exact zero
+    (ln s = -inf): as the smallest positive float64. Records made before ln s was recorded: s as it is."""
+    values = rows["singular_value"].to_numpy(zero_copy_only=False).astype(float)
+    logs = pc.fill_null(rows["log_singular_value"], np.nan).to_numpy(zero_copy_only=False).astype(float)
+    underflowed = np.isfinite(logs) & (values == 0)
+    return np.where(underflowed, np.nextafter(0.0, 1.0), values)
+
+
 def read_spectra(files: list[list[str]], runs_per_job: list[int],
                  advance: Callable[[int], object] = lambda n: None) -> Spectra:
     """J's singular values at step 0 of every job that has a jacobian.parquet, each with its run (the jobs' runs
@@ -197,7 +206,7 @@ def read_spectra(files: list[list[str]], runs_per_job: list[int],
             job, replica = rows["job"].to_numpy(), pc.fill_null(rows["replica"], 0).to_numpy()
             trained = (replica >= 0) & (replica < runs[job])
             run_chunks.append((first_run[job] + replica)[trained].astype(np.int32))
-            value_chunks.append(rows["singular_value"].to_numpy(zero_copy_only=False)[trained])
+            value_chunks.append(spectrum_values(rows)[trained])
             unreadable.update(broken)
         advance(min(CHUNK, len(files) - start))
     values = pd.DataFrame({"run": np.concatenate([np.zeros(0, np.int32), *run_chunks]),

@@ -13,21 +13,21 @@ from pathlib import Path
 
 import torch
 
-from gradlab.jacobian import singular_values
+from gradlab.jacobian import log_singular_values
 from gradlab.mlp import MLP
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def one_measurement(depth: int, width: int, examples: int = 16, repeats: int = 5) -> float:
-    """Best of `repeats` wall times of singular_values on a tanh net, in seconds."""
+    """Best of `repeats` wall times of log_singular_values on a tanh net, in seconds."""
     net = MLP([64, *[width] * (depth - 1), 10], "tanh", "xavier_uniform")
     x = torch.randn(examples, 64, generator=torch.Generator().manual_seed(0))
-    singular_values(net, x)
+    log_singular_values(net, x)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        singular_values(net, x)
+        log_singular_values(net, x)
         times.append(time.perf_counter() - started)
     return min(times)
 
@@ -35,7 +35,8 @@ def one_measurement(depth: int, width: int, examples: int = 16, repeats: int = 5
 def job_seconds(examples: int, run_dir: Path) -> float:
     """wall_seconds of a 1-epoch job at depth 100, width 256."""
     subprocess.run([sys.executable, str(REPO / "src" / "run.py"), "depth=100", "width=256", "epochs=1",
-                    "activation=tanh", f"jacobian.examples={examples}", "logger.mode=disabled",
+                    "activation=tanh", f"jacobian.examples={examples}", "jacobian.every_epoch=true",
+                    "logger.mode=disabled",
                     f"hydra.run.dir={run_dir}"], check=True, capture_output=True)
     return json.loads((run_dir / "summary.json").read_text())["wall_seconds"]
 

@@ -3,11 +3,13 @@ rows (profiles at their last complete step, the heatmap's seed means) equal what
 row, and a record that fails mid-scan drops its job alone, the other runs keeping their own rows."""
 
 import json
+import math
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -15,6 +17,7 @@ import yaml
 from analysis.config_file import block_mapping, read_config_text
 from analysis.figures_training import last_step_rows
 from analysis.load import SkippedJob, load
+from analysis.records import spectrum_values
 
 CONFIG = {"depth": 3, "width": 8, "activation": "tanh", "init": "xavier_uniform", "init_gain": 1.0, "lr": 0.1,
           "seed": 0, "replicas": 1, "clip_grad_norm": None, "loss": None, "device": "cpu", "data_dir": "data",
@@ -126,3 +129,12 @@ def test_a_record_that_fails_mid_scan_drops_its_job_alone(sweep: Path):
         own = pd.read_parquet(Path(run.job_dir) / "metrics.parquet").query("step == 0 and name == 'delta_rms'")
         measured = loaded.metrics.query(f"run == {run.run} and step == 0 and name == 'delta_rms'")
         assert sorted(measured.value) == sorted(own.value)  # each run keeps its own rows after the gap
+
+
+def test_a_singular_value_below_float64_stays_apart_from_an_exact_zero():
+    """ln s = -800 is recorded with s = e^-800 = 0 in float64: figure 10 reads it as the smallest positive value,
+    below its axis, not as an exact zero (ln s = -inf); records older than ln s keep s as it is."""
+    rows = pa.table({"singular_value": [0.5, 0.0, 0.0, 0.0], "log_singular_value": [math.log(0.5), -800.0, -math.inf,
+                                                                                  None]})
+    values = spectrum_values(rows)
+    assert values[0] == 0.5 and 0 < values[1] < 1e-300 and values[2] == 0 and values[3] == 0

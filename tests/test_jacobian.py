@@ -120,7 +120,7 @@ def test_gaussian_linear_network_mean_log_singular_value_is_a_sum_of_digammas():
 
 def test_jacobian_rows_follow_their_definitions():
     spectra = torch.tensor([[[4.0, 1.0, 0.0], [2.0, 0.5, 0.25]]], dtype=torch.float64)  # one replica, 2 examples
-    rows = {name: value for _, name, value in jacobian_rows(spectra).rows()}
+    rows = {name: value for _, name, value in jacobian_rows(spectra.log()).rows()}  # ln s, -inf for the zero
     nonzero_logs = [math.log(v) for v in (4.0, 1.0, 2.0, 0.5, 0.25)]
     mean = sum(nonzero_logs) / 5
     assert rows["jac_sv_max"] == 4.0 and rows["jac_sv_min"] == 0.0
@@ -139,7 +139,8 @@ def run_record(tmp_path: Path, *overrides: str) -> tuple[dict, pd.DataFrame, pd.
 
 
 def test_run_records_the_spectrum_of_fixed_test_examples_at_init_and_each_epoch(tmp_path: Path):
-    summary, metrics, spectra = run_record(tmp_path, "jacobian.examples=5", "activation=tanh")
+    summary, metrics, spectra = run_record(tmp_path, "jacobian.examples=5", "activation=tanh",
+                                           "jacobian.every_epoch=true")
     assert summary["jacobian"]["examples"] == 5 and summary["jacobian"]["shape"] == [8, 64]
     epoch_ends = sorted(metrics.query("name == 'test_loss'").step.unique())
     assert sorted(metrics.query("name == 'jac_log_sv_mean'").step) == epoch_ends == sorted(spectra.step.unique())
@@ -150,6 +151,7 @@ def test_run_records_the_spectrum_of_fixed_test_examples_at_init_and_each_epoch(
     net = at_init.net
     net.weights, net.biases = [w.double() for w in net.weights], [b.double() for b in net.biases]
     expected = torch.linalg.svdvals(jacrev_reference(net, x))  # (5, 8), largest first
+    assert (spectra.log_singular_value.map(math.exp) == spectra.singular_value).all()  # ln s beside s
     recorded = spectra.query("step == 0").sort_values(["example", "index"]).singular_value.to_numpy()
     torch.testing.assert_close(torch.tensor(recorded).reshape(5, 8), expected, rtol=1e-4, atol=1e-6)
 

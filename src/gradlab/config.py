@@ -46,7 +46,7 @@ class OptimizerConfig:
 @dataclass
 class JacobianConfig:
     examples: int = 16  # fixed test examples whose d h^{depth-1} / d x is measured; 0 turns it off
-    every_epoch: bool = True  # false: at step 0 only
+    every_epoch: bool = False  # true: at step 0 and every epoch's end (each measurement: docs/performance.md)
 
 
 @dataclass

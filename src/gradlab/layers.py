@@ -30,17 +30,15 @@ def affine_forward(h: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, AffineCache
     return z, AffineCache(h, w)
 
 
-def affine_input_backward(dz: Tensor, cache: AffineCache) -> Tensor:
-    """dh = dz w^T alone: what a Jacobian needs, with no parameter gradients. dz may lead with one axis more
-    than the layer's input, K directions at once: (K, ..., B, fan_out) -> (K, ..., B, fan_in)."""
+def affine_tangent(dh: Tensor, cache: AffineCache) -> Tensor:
+    """dz = dh w: the layer's Jacobian applied to K tangents of its input at once, (K, ..., B, fan_in) ->
+    (K, ..., B, fan_out) (forward mode; the bias adds nothing)."""
     w = cache.w
-    if w.dim() == 2 or dz.dim() == w.dim():
-        return torch.matmul(dz, w.mT)
-    # (K, R, B, fan_out) against replica weights (R, fan_in, fan_out): torch.matmul would first copy w K times
-    # (most of a batched Jacobian's time); one product per replica over all K * B rows copies nothing of w.
-    k, replicas, batch, fan_out = dz.shape
-    rows = dz.movedim(0, 1).reshape(replicas, k * batch, fan_out)  # (R, K B, fan_out)
-    return torch.bmm(rows, w.mT).reshape(replicas, k, batch, -1).movedim(1, 0)  # (K, R, B, fan_in)
+    if w.dim() == 2 or dh.dim() == w.dim():
+        return torch.matmul(dh, w)
+    k, replicas, batch, fan_in = dh.shape  # against replica weights: one product per replica, no copy of w
+    rows = dh.movedim(0, 1).reshape(replicas, k * batch, fan_in)
+    return torch.bmm(rows, w).reshape(replicas, k, batch, -1).movedim(1, 0)
 
 
 def affine_backward(dz: Tensor, cache: AffineCache, input_grad: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
@@ -87,6 +85,16 @@ def normalize_backward(du: Tensor, cache: NormCache) -> tuple[Tensor, Tensor, Te
     dim = cache.dim
     dz = cache.inv_std * (g - g.mean(dim, keepdim=True) - cache.xhat * (g * cache.xhat).mean(dim, keepdim=True))
     return dz, (du * cache.xhat).sum(-2), du.sum(-2)
+
+
+def normalize_tangent(dz: Tensor, cache: NormCache) -> Tensor:
+    """du = (du/dz) dz for K tangents dz at once (forward mode): with the notation of normalize_backward,
+    du = gamma * s (dz - mean(dz) - xhat * mean(dz * xhat)); with fixed statistics, gamma * s * dz."""
+    if cache.fixed:
+        return dz * per_unit(cache.gamma * cache.inv_std)
+    dim = cache.dim
+    dxhat = cache.inv_std * (dz - dz.mean(dim, keepdim=True) - cache.xhat * (dz * cache.xhat).mean(dim, keepdim=True))
+    return dxhat * per_unit(cache.gamma)
 
 
 def update_running(running_mean: Tensor, running_var: Tensor, z: Tensor) -> None:

@@ -40,4 +40,4 @@ class Measurement(NamedTuple):
     rows: list[tuple[int | None, str, float]]  # (layer or None for the whole network, name, value)
     epoch_end: bool  # rows hold the full train/test evaluation that closes an epoch (or step 0)
     replica: int = 0  # which replica of a replica-batched run; 0 otherwise
-    spectrum: list[list[float]] | None = None  # the Jacobian's singular values, per fixed example, when measured
+    spectrum: list[list[float]] | None = None  # the Jacobian's ln s (-inf: exactly 0), per fixed example, when measured

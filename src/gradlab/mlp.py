@@ -10,7 +10,9 @@ With `replicas=R > 1`, R independently initialized copies train as one batched c
 gains a leading replica dimension, (R, fan_in, fan_out), and inputs are (R, B, n) (or (B, n), shared).
 """
 
-from collections.abc import Sequence
+import copy
+import functools
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -25,10 +27,11 @@ from gradlab.layers import (
     NormCache,
     affine_backward,
     affine_forward,
-    affine_input_backward,
+    affine_tangent,
     normalize_backward,
     normalize_forward,
     normalize_running,
+    normalize_tangent,
     update_running,
 )
 
@@ -199,32 +202,49 @@ class MLP:
         from_output = self.activation.grad_from_output
         return self.activation.grad(cache.u) if from_output is None else from_output(cache.phi_u)
 
-    def input_jacobian(self, x: Tensor) -> Tensor:
-        """J(x) = d h^{depth-1} / d x per example, in evaluation mode: (..., B, width, n_in) for x (..., B, n_in).
-
-        Back-propagates each unit vector of h^{depth-1} at once (a leading axis of `width`) through the
-        hidden layers with the hand-written backward; batch norm uses its running statistics, so each
-        example's J depends on that example alone. Needs depth >= 2.
-        """
+    def tangent_steps(self, x: Tensor) -> list[Callable[[Tensor], Tensor]]:
+        """J(x) = d h^{depth-1} / d x as depth - 1 linear maps in evaluation mode: step l takes K tangents of
+        h^{l-1}, (K, ..., B, n_{l-1}), to tangents of h^l (forward mode). Batch norm uses its running
+        statistics, so each example's J depends on that example alone. Needs depth >= 2."""
         if self.depth < 2:
             raise ValueError("depth 1 has no hidden layer, so no input-output Jacobian")
-        self.caches = []
-        h = x
+        h = x.expand(self.replicas, *x.shape) if self.batched and x.dim() == 2 else x  # shared inputs
+        steps = []
         for l in range(1, self.depth):
             h, cache = self.layer_forward(l, h, training=False)
-            self.caches.append(cache)
-        width = h.shape[-1]
-        eye = torch.eye(width, dtype=h.dtype, device=h.device)
-        dh = eye.reshape(width, *[1] * (h.dim() - 1), width).expand(width, *h.shape)  # (width, ..., B, width)
-        dz, stream = (dh, None) if self.arch == "plain" else (dh if self.depth == 2 else self.residual_scale * dh, dh)
+            steps.append(functools.partial(self.layer_tangent, l, cache))
+        return steps
+
+    def layer_tangent(self, l: int, cache: LayerCache, dh: Tensor) -> Tensor:
+        """Layer l's Jacobian at its cached point applied to tangents dh of its input: tangents of its output."""
         if self.arch == "plain":
-            dz, _, _ = self.below(self.depth, dh, None)
-        for l in range(self.depth - 1, 0, -1):
-            dh = affine_input_backward(dz, self.caches[l - 1].affine)
-            if l > 1:
-                dz, stream, _ = self.below(l, dh, stream)
-        self.caches = []  # an evaluation pass: nothing for backward()
-        return dh.movedim(0, -2)  # (..., B, width, n_in)
+            dz = affine_tangent(dh, cache.affine)
+            du = dz if cache.norm is None else normalize_tangent(dz, cache.norm)
+            return du * self.phi_slope(cache)
+        if l == 1:
+            return affine_tangent(dh, cache.affine)
+        du = dh if cache.norm is None else normalize_tangent(dh, cache.norm)
+        return dh + self.residual_scale * affine_tangent(du * self.phi_slope(cache), cache.affine)
+
+    def input_jacobian(self, x: Tensor) -> Tensor:
+        """J(x) = d h^{depth-1} / d x per example, in evaluation mode: (..., B, width, n_in) for x (..., B, n_in);
+        explicit, so exact only where its singular values span little (gradlab.jacobian for any depth)."""
+        steps = self.tangent_steps(x)
+        n_in = x.shape[-1]
+        eye = torch.eye(n_in, dtype=x.dtype, device=x.device)
+        lead = (self.replicas, *x.shape[:-1]) if self.batched and x.dim() == 2 else x.shape[:-1]
+        tangents = eye.reshape(n_in, *[1] * len(lead), n_in).expand(n_in, *lead, n_in)  # (n_in, ..., B, n_in)
+        for step in steps:
+            tangents = step(tangents)
+        return tangents.movedim(0, -1)  # (..., B, width, n_in)
+
+    def cast(self, dtype: torch.dtype) -> "MLP":
+        """A copy of the network with every tensor in dtype (the same values): float64 for exact measurements."""
+        twin = copy.copy(self)
+        for name in ("weights", "biases", "norm_weights", "norm_biases", "running_means", "running_vars"):
+            setattr(twin, name, [t.to(dtype) if t is not None else None for t in getattr(self, name)])
+        twin.caches, twin.hidden, twin.deltas = [], [], []
+        return twin
 
 
 def norm_layers(depth: int, arch: str) -> list[int]:

@@ -45,7 +45,8 @@ JACOBIAN_SCHEMA = pa.schema(
         ("step", pa.int64()),
         ("example", pa.int64()),  # which of the fixed test examples
         ("index", pa.int64()),  # 0 = the largest singular value
-        ("singular_value", pa.float64()),
+        ("singular_value", pa.float64()),  # e^{ln s}: 0 for an exact zero, and below float64's range (1e-308)
+        ("log_singular_value", pa.float64()),  # ln s, exact at any depth; -inf for an exact zero
     ]
 )
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
@@ -148,9 +149,9 @@ class RunRecord:
     def append(self, m: Measurement) -> None:
         self.metrics.pending.extend((m.replica, m.step, m.epoch, layer, name, value) for layer, name, value in m.rows)
         if m.spectrum is not None:
-            self.jacobian.pending.extend((m.replica, m.step, example, index, value)
-                                         for example, values in enumerate(m.spectrum)
-                                         for index, value in enumerate(values))
+            self.jacobian.pending.extend((m.replica, m.step, example, index, math.exp(log), log)
+                                         for example, logs in enumerate(m.spectrum)
+                                         for index, log in enumerate(logs))
         self.last_step = m.step
         self.found.setdefault(m.replica, {}).update((name, value) for layer, name, value in m.rows if layer is None)
         if m.epoch_end:

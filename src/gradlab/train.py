@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
-from gradlab.jacobian import jacobian_rows, singular_values
+from gradlab.jacobian import jacobian_rows, log_singular_values
 from gradlab.losses import Loss
 from gradlab.measurement import Block, Measurement, block, concat
 from gradlab.mlp import MLP
@@ -43,7 +43,7 @@ class TrainSettings:
     beta2: float = 0.999  # adam
     eps: float = 1e-8  # adam
     jacobian_examples: int = 0  # the first this many test examples: J's spectrum at step 0 and epoch ends
-    jacobian_every_epoch: bool = True  # False: at step 0 only
+    jacobian_every_epoch: bool = False  # True: at every epoch's end too
 
 
 class TrainResult(NamedTuple):
@@ -73,11 +73,11 @@ def evaluation_rows(net: MLP, loss: Loss, split: Split) -> Block:
 
 
 def closing_rows(net: MLP, loss: Loss, split: Split, jacobian_x: Tensor | None) -> tuple[Block, Tensor | None]:
-    """The full-set evaluation and, given fixed examples, the Jacobian's rows and spectra (R, B, k)."""
+    """The full-set evaluation and, given fixed examples, the Jacobian's rows and spectra as ln s, (R, B, k)."""
     rows = evaluation_rows(net, loss, split)
     if jacobian_x is None:
         return rows, None
-    spectra = singular_values(net, jacobian_x).reshape(net.replicas, len(jacobian_x), -1)
+    spectra = log_singular_values(net, jacobian_x).reshape(net.replicas, len(jacobian_x), -1)
     return concat(rows, jacobian_rows(spectra)), spectra
 
 
