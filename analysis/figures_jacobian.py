@@ -27,7 +27,7 @@ from analysis.style import (
 from gradlab.jacobian import ISOMETRY_BAND
 
 BIN_STEP = 2 / 3  # bin width in log2 units: three bins across the band [0.5, 2], s = 1 in the middle one
-MAX_DECADES = 24  # the widest x axis: a spectrum reaching further is counted in its legend entry, not drawn
+MAX_DECADES = 60  # the widest x axis (exact spectra of deep nets span 50 decades); beyond, counted in the panel
 MIN_BINS = (-4, 7)  # the narrowest axis, in bins from 0.5: about 0.1 to 10, the band well inside
 NO_SPECTRA = ("no Jacobian spectra: jacobian.examples=0, depth 1, or runs recorded before J was measured")
 BAND_LABEL = f"isometry band [{ISOMETRY_BAND[0]:g}, {ISOMETRY_BAND[1]:g}]"
