@@ -23,7 +23,8 @@ SEED = "seed"
 # Config keys added after runs were first recorded, each with the one value every run had before it existed: a
 # record without the key ran with that value (a plain, unnormalized network trained by SGD, biases at 0), so it is
 # filled in and an old run is a seed of the same series as a new one that sets it.
-KEYS_ADDED_LATER = {"arch": "plain", "norm": "none", "residual_scale": 1.0, "optimizer.name": "sgd", "bias_std": 0.0}
+KEYS_ADDED_LATER = {"arch": "plain", "norm": "none", "residual_scale": 1.0, "optimizer.name": "sgd", "bias_std": 0.0,
+                    "dtype": "float32"}
 FACETS = ("activation", "init")  # the figures' rows and columns: in every panel title, never in a line's label
 ONE_SHADE = 0.7  # a sweep of one series: dark enough to read, light enough to show its activation's hue
 LABELS = ["series", "line", "curve", "shade", "panel", "column", "column_order"]

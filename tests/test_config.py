@@ -155,3 +155,15 @@ def test_batchnorm_with_a_last_mini_batch_of_one_is_rejected_before_any_record(t
     validate(cfg)
     with pytest.raises(ConfigError, match="last mini-batch of one"):
         prepare(cfg)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "abc", "true"])
+def test_bad_input_length_is_rejected(value):
+    with pytest.raises(ConfigError, match=r"dataset.q0=.*expected null, a number > 0, or q_star"):
+        validate(compose_config(f"dataset.q0={value}"))
+
+
+def test_input_length_q_star_needs_a_finite_fixed_point():
+    """ReLU above sigma_w^2 = 2 has none: its length grows without bound."""
+    with pytest.raises(ConfigError, match="no finite nonzero fixed point"):
+        prepare(compose_config("activation=relu", "init=kaiming_normal", "init_gain=1.5", "dataset.q0=q_star"))

@@ -12,16 +12,19 @@ import pytest
 import sklearn.datasets
 import torch
 
-from conftest import run_cli
+from conftest import compose_config, run_cli
 from gradlab.data import (
     DATASETS,
     DataUnavailable,
     digits_arrays,
     download_failure,
     make_moons,
+    rescale_lengths,
     split_arrays,
     standardize,
 )
+from gradlab.experiment import prepare
+from gradlab.theory_depth import length_fixed_point
 
 OPTIONS = SimpleNamespace(test_fraction=0.2, kind="moons", n_samples=200, noise=0.2)
 
@@ -152,3 +155,20 @@ def test_missing_mnist_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "dataset=digits" in lines[0] and "MNIST" in lines[0]
+
+
+def test_rescaled_examples_have_the_asked_mean_square_and_a_zero_row_stays_zero():
+    x = torch.tensor([[3.0, 4.0], [0.0, 0.0], [1.0, -1.0]], dtype=torch.float64)
+    rescaled = rescale_lengths(x, 0.5)
+    torch.testing.assert_close(rescaled.pow(2).mean(-1), torch.tensor([0.5, 0.0, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(rescaled[0] / rescaled[0].norm(), x[0] / x[0].norm())  # the direction is kept
+
+
+def test_q_star_inputs_sit_at_the_length_maps_fixed_point():
+    """Pennington et al.'s operating point: tanh, sigma_w^2 = 1.05, sigma_b^2 = 2.01e-5; q* = 0.026."""
+    cfg = compose_config("activation=tanh", "init=lecun_normal", "init_gain=1.0247", "bias_std=0.004483",
+                         "dataset.q0=q_star")
+    setup = prepare(cfg)
+    q_star = length_fixed_point("tanh", 1.0247**2, 0.004483**2)
+    assert setup.facts["input_q0"] == pytest.approx(q_star) and q_star == pytest.approx(0.026, abs=5e-4)
+    assert setup.facts["input_q0_quantiles"] == pytest.approx([q_star] * 16, rel=1e-5)  # what the theory reads

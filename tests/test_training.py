@@ -136,3 +136,13 @@ def test_killed_run_leaves_a_readable_interrupted_record(tmp_path: Path, signum:
     metrics = pd.read_parquet(run_dir / "metrics.parquet")
     assert metrics.step.max() == summary["steps"]
     assert "Traceback" not in stderr
+
+
+def test_dtype_float64_trains_the_network_its_data_and_its_steps_in_double(tmp_path: Path):
+    cfg = compose_config("depth=3", "width=8", "epochs=1", "dtype=float64", "logger.mode=disabled")
+    setup = prepare(cfg)
+    assert {t.dtype for t in setup.net.parameters()} == {torch.float64}
+    assert setup.split.x_train.dtype == setup.split.x_test.dtype == torch.float64
+    assert run_job(cfg, Job(tmp_path, "double")) == "completed"
+    single = prepare(compose_config("depth=3", "width=8"))
+    assert {t.dtype for t in single.net.parameters()} == {torch.float32}  # the default stays float32

@@ -4,6 +4,7 @@ import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
@@ -18,6 +19,8 @@ from gradlab.mlp import ARCHS
 from gradlab.train import OPTIMIZERS, TrainSettings
 
 LOGGER_MODES = ("offline", "online", "disabled")
+DTYPES = ("float32", "float64")
+Q_STAR = "q_star"  # dataset.q0's value for the length map's own fixed point
 DATASET_OPTIONS = ("test_fraction", "kind", "n_samples", "noise")  # DatasetConfig's per-data-set fields
 DEVICES = ("cpu", "cuda")
 
@@ -33,6 +36,7 @@ class DatasetConfig:
     kind: str | None = None  # toy: moons | xor
     n_samples: int | None = None  # toy
     noise: float | None = None  # toy
+    q0: Any = None  # every data set: null (as standardized), a number > 0, or q_star: each example's mean square
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Config:
     clip_grad_norm: float | None = None
     loss: str | None = None
     device: str = "cpu"
+    dtype: str = "float32"  # float64: the network, its data and its training in double precision
     data_dir: str = "data"
     skip_completed: bool = False  # re-running a sweep: skip jobs whose record says completed
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -129,6 +134,9 @@ def validate_dataset(options: DatasetConfig | DictConfig) -> None:
         if option not in own and value is not None:
             raise ConfigError(f"dataset.{option}={value!r} is not allowed: dataset={options.name} has no {option}; "
                               f"its options are: {', '.join(own) or 'none'}")
+    q0 = options.q0
+    if q0 is not None and q0 != Q_STAR and (isinstance(q0, bool) or not isinstance(q0, int | float) or q0 <= 0):
+        raise ConfigError(f"dataset.q0={q0!r} is not allowed; expected null, a number > 0, or {Q_STAR}")
     if "test_fraction" in own:
         _check_test_fraction(options)
     if options.kind is not None:
@@ -198,6 +206,7 @@ def validate(cfg: DictConfig | Config) -> None:
     one_of("loss", loss_name(cfg), list(LOSSES))
     one_of("logger.mode", cfg.logger.mode, LOGGER_MODES)
     one_of("device", cfg.device, DEVICES)
+    one_of("dtype", cfg.dtype, DTYPES)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device='cuda' is not available on this machine; expected one of: cpu")
     needs = LOSSES[loss_name(cfg)].n_classes

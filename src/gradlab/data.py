@@ -56,6 +56,12 @@ def input_length_quantiles(x: Tensor, count: int = INPUT_LENGTH_QUANTILES) -> li
     return torch.quantile(lengths, levels).tolist()
 
 
+def rescale_lengths(x: Tensor, q0: float) -> Tensor:
+    """Each example (row) scaled so that its mean square over features, q^0, is q0; an all-zero row stays 0."""
+    lengths = x.pow(2).mean(-1, keepdim=True)
+    return torch.where(lengths > 0, x * torch.sqrt(q0 / lengths.clamp_min(torch.finfo(x.dtype).tiny)), x)
+
+
 def standardize(x_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor]:
     """Zero mean, unit variance per feature with training statistics; constant features stay finite."""
     mean = x_train.mean(0)

@@ -17,8 +17,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from gradlab.config import ConfigError, loss_name, train_settings, validate
-from gradlab.data import DATASETS, Split, input_length_quantiles
+from gradlab.config import Q_STAR, ConfigError, loss_name, train_settings, validate
+from gradlab.data import DATASETS, Split, input_length_quantiles, rescale_lengths
 from gradlab.losses import LOSSES, Loss
 from gradlab.measurement import Measurement
 from gradlab.mlp import MLP
@@ -26,6 +26,7 @@ from gradlab.record import RunRecord, git_commit, library_versions
 from gradlab.result_lines import job_line, skip_line
 from gradlab.sweeps import recorded_status, torch_threads
 from gradlab.theory import weight_scale
+from gradlab.theory_depth import length_fixed_point
 from gradlab.tracking import HelperLogger, NullLogger, start_logger
 from gradlab.train import TrainResult, train
 
@@ -63,21 +64,49 @@ class Setup(NamedTuple):
 def prepare(cfg: DictConfig) -> Setup:
     """Check the config, load the data, build the network; raises ConfigError or DataUnavailable."""
     validate(cfg)
-    split = DATASETS[cfg.dataset.name].load(Path(cfg.data_dir), cfg.dataset)
-    split = Split(*(t.to(cfg.device) for t in split[:4]), split.n_classes)
+    split, q0 = load_split(cfg)
     loss = LOSSES[loss_name(cfg)]
     sizes = [split.x_train.shape[1], *[cfg.width] * (cfg.depth - 1), loss.out_dim(split.n_classes)]
     if cfg.norm == "batchnorm" and len(split.x_train) % cfg.batch_size == 1:
         raise ConfigError(f"norm='batchnorm' with batch_size={cfg.batch_size} leaves a last mini-batch of one of the "
                           f"{len(split.x_train)} training examples, which has no variance; choose another batch_size")
     net = MLP(sizes, cfg.activation, cfg.init, seed=cfg.seed, replicas=cfg.replicas, init_gain=cfg.init_gain,
-              device=cfg.device, arch=cfg.arch, residual_scale=cfg.residual_scale, norm=cfg.norm, bias_std=cfg.bias_std)
-    facts = {"layer_sizes": sizes, "loss_in_force": loss_name(cfg),
+              device=cfg.device, dtype=split.x_train.dtype, arch=cfg.arch, residual_scale=cfg.residual_scale,
+              norm=cfg.norm, bias_std=cfg.bias_std)
+    facts = {"layer_sizes": sizes, "loss_in_force": loss_name(cfg), "input_q0": q0,
              "input_q0_quantiles": input_length_quantiles(split.x_train),
              "sigma_w2": [weight_scale(cfg.init, n_in, n_out, cfg.init_gain)
                           for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)],
              "sigma_b2": cfg.bias_std**2, "jacobian": jacobian_fact(cfg, sizes, len(split.x_test))}
     return Setup(net, loss, split, facts)
+
+
+def load_split(cfg: DictConfig) -> tuple[Split, float | None]:
+    """The data set on the run's device and dtype, each example rescaled to q^0 = dataset.q0 where that is set;
+    and the q^0 used (q_star: the length map's fixed point for the hidden layers' sigma_w^2 and sigma_b^2)."""
+    split = DATASETS[cfg.dataset.name].load(Path(cfg.data_dir), cfg.dataset)
+    q0 = input_length(cfg)
+    dtype = getattr(torch, cfg.dtype)
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(cfg.device, dtype)
+        return x if q0 is None else rescale_lengths(x, q0)
+
+    x_train, y_train, x_test, y_test = split[:4]
+    return Split(features(x_train), y_train.to(cfg.device), features(x_test), y_test.to(cfg.device),
+                 split.n_classes), q0
+
+
+def input_length(cfg: DictConfig) -> float | None:
+    """dataset.q0 as a number: as given, or q* for q_star; raises ConfigError where q* is not finite."""
+    if cfg.dataset.q0 != Q_STAR:
+        return None if cfg.dataset.q0 is None else float(cfg.dataset.q0)
+    sigma_w2, sigma_b2 = weight_scale(cfg.init, cfg.width, cfg.width, cfg.init_gain), cfg.bias_std**2
+    q_star = length_fixed_point(cfg.activation, sigma_w2, sigma_b2)
+    if not 0 < q_star < math.inf:
+        raise ConfigError(f"dataset.q0={Q_STAR}: activation={cfg.activation} at sigma_w^2={sigma_w2:.4g}, "
+                          f"sigma_b^2={sigma_b2:.4g} has no finite nonzero fixed point q*; expected a number")
+    return q_star
 
 
 def jacobian_fact(cfg: DictConfig, sizes: list[int], n_test: int) -> dict[str, Any]:
