@@ -123,9 +123,10 @@ Accuracy: final test accuracy, mean over seeds, diverged runs counted out.</p>
 
 
 def page(sources: Sequence[str], runs: pd.DataFrame, skipped: Sequence[str], table: pd.DataFrame,
-         figures: Sequence[tuple[str, str, str]], agreement: pd.DataFrame | None = None) -> str:
+         figures: Sequence[tuple[str, str, str]], agreement: pd.DataFrame | None = None, extra: str = "") -> str:
     """The whole page; figures are (name, title, caption), side by side in PAIRS (1|2, 7a|7b, 9a|9b, 11a|11b), and
-    the trainability agreement (trainability.agreement) under the findings when a sweep has a grid."""
+    the trainability agreement (trainability.agreement) under the findings when a sweep has a grid; `extra`, a
+    section of HTML placed after them (--best-over's table)."""
     statuses = ", ".join(f"{count} {status}" for status, count in runs.status.value_counts().items())
     skipped_html = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in skipped)
     blocks, index = [], 0
@@ -147,6 +148,7 @@ Every run's config, status and final metrics: <a href="runs.csv">runs.csv</a>.</
 {f"<p>Skipped (unreadable record):</p><ul>{skipped_html}</ul>" if skipped else ""}
 {findings_section(table)}
 {trainability_section(agreement)}
+{extra}
 <h2>Figures</h2>
 <p>Colors: one per activation, lighter for the shallower (or smaller) configurations of a sweep. The panels of a
 figure share their axes. A panel holds one init, named in its title, so its lines are solid; where one panel holds

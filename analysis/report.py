@@ -24,11 +24,13 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from analysis.catalog import FIGURES, Inputs  # noqa: E402
+from analysis.best_over import best_over_curves, best_over_section, best_rows  # noqa: E402
+from analysis.catalog import FIGURES, FigureSpec, Inputs  # noqa: E402
 from analysis.chance import chance_loss  # noqa: E402
 from analysis.figures_init import ratio_rows  # noqa: E402
 from analysis.isometry import AT_INIT, with_jacobian_at_init  # noqa: E402
 from analysis.jobs import FACT_COLUMNS, SUMMARY_COLUMNS  # noqa: E402
+from analysis.layout import panel_grid  # noqa: E402
 from analysis.load import concat_rows, hidden, load  # noqa: E402
 from analysis.page import page  # noqa: E402
 from analysis.predict import (  # noqa: E402
@@ -66,21 +68,40 @@ def runs_csv_columns(config_keys: list[str]) -> list[str]:
     return ["run", "job", "replica", *config_keys, *SUMMARY_COLUMNS, *facts, *RATIO_COLUMNS]
 
 
-def build(sweeps: list[Path], progress: bool | None = None) -> Path:
-    """Write the report of the sweeps into the first one's report/ folder; returns the path of index.html."""
+def best_over_figure(rows: pd.DataFrame, key: str, by: str) -> FigureSpec:
+    """Figure 13, for --best-over: `by` at the best `key` against depth."""
+    def draw(inputs: Inputs) -> plt.Figure:
+        fig, axes = panel_grid(1, 1, (0, 0))
+        best_over_curves(rows, axes[0, 0], key, by)
+        return fig
+
+    return FigureSpec("13_best_over", f"13. {by} at the best {key}, against depth",
+                      f"Each point is the configuration at the value of {key} (labelled) where its seeds' mean {by} is "
+                      f"lowest; a triangle on the top edge: it never got there at any {key} tried.", draw)
+
+
+def build(sweeps: list[Path], progress: bool | None = None, best_over: str | None = None,
+          by: str = "learning_step") -> Path:
+    """Write the report of the sweeps into the first one's report/ folder; returns the path of index.html. With
+    best_over (a swept key), also the best over it by `by` (analysis/best_over.py): figure 13 and its table."""
     out = Path(sweeps[0]) / "report"
     (out / "figures").mkdir(parents=True, exist_ok=True)
     for stale in (out / "figures").glob("*.png"):
         stale.unlink()
     inputs, table, skipped = analyse(sweeps, progress)
-    for spec in tqdm(FIGURES, desc="drawing figures", unit="figure", disable=hidden(progress)):
+    figures, extra = list(FIGURES), ""
+    if best_over:
+        rows = best_rows(inputs.runs, best_over, by, inputs.config_keys)
+        figures.append(best_over_figure(rows, best_over, by))
+        extra = best_over_section(rows, best_over, by)
+    for spec in tqdm(figures, desc="drawing figures", unit="figure", disable=hidden(progress)):
         fig = spec.build(inputs)
         fig.suptitle(spec.title, fontsize="large", y=1 - 0.12 / fig.get_figheight(), va="top", wrap=True)
         fig.savefig(out / "figures" / f"{spec.name}.png", dpi=DPI)
         plt.close(fig)
     inputs.runs[runs_csv_columns(inputs.config_keys)].to_csv(out / "runs.csv", index=False)
     html = page([str(s) for s in sweeps], inputs.runs, skipped, table,
-                [(spec.name, spec.title, spec.caption) for spec in FIGURES], agreement(inputs.trainability))
+                [(spec.name, spec.title, spec.caption) for spec in figures], agreement(inputs.trainability), extra)
     (out / "index.html").write_text(html, encoding="utf-8")
     return out / "index.html"
 
@@ -93,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweeps", nargs="*", type=Path,
                         help="sweep folders, or a parent of several (default: the newest sweep under runs/)")
+    parser.add_argument("--best-over", metavar="KEY", help="a swept config key (lr): add the best over it (figure 13)")
+    parser.add_argument("--by", default="learning_step", metavar="COLUMN",
+                        help="the runs.csv column, lower is better, that --best-over minimizes (default learning_step)")
     args = parser.parse_args(argv)
     sweeps = args.sweeps or [newest_sweep(Path("runs"))]
     if None in sweeps:
@@ -108,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # the theory's tensors are small: more threads only wait on each other
     started = time.time()
     try:
-        index = build(sweeps)
-    except FileNotFoundError as error:
+        index = build(sweeps, best_over=args.best_over, by=args.by)
+    except (FileNotFoundError, ValueError) as error:
         print(f"gradlab report: {error}", file=sys.stderr)
         return 2
     print(f"report built in {time.time() - started:.1f} s: {index}")
