@@ -62,7 +62,8 @@ def best_over_curves(rows: pd.DataFrame, ax: Axes, key: str, by: str, x: str = "
     ax.set_xticks(sorted(rows[x].unique()), [f"{v:g}" for v in sorted(rows[x].unique())])
     ax.set_xlabel(x)
     ax.set_ylabel(f"{by} at the best {key}")
-    ax.legend(fontsize="small", framealpha=0.9, loc="upper left")
+    if ax.get_legend_handles_labels()[0]:  # one configuration alone has no label
+        ax.legend(fontsize="small", framealpha=0.9, loc="upper left")
 
 
 def best_over_section(rows: pd.DataFrame, key: str, by: str) -> str:
