@@ -17,7 +17,8 @@ from gradlab.activations import ACTIVATIONS
 MAX_HEATMAP_PANELS = 12
 JACOBIAN_METRICS = ["jac_log_sv_mean", "jac_isometry"]
 NO_JACOBIAN = "no Jacobian measured: jacobian.examples=0, depth 1, or runs recorded before J was measured"
-AT_INIT_ONLY = "J measured at step 0 only (jacobian.every_epoch=false): its spectrum at init is figure 10"
+AT_INIT_ONLY = ("J measured at step 0 only (the default): its spectrum at init is figure 10; "
+                "jacobian.every_epoch=true measures it at every epoch's end too")
 NO_GRID = ("no trainability map: it needs plain networks without a norm that sweep both depth and sigma_w^2 "
            "(init, init_gain) at one activation and sigma_b^2")
 
