@@ -24,7 +24,7 @@ def log_singular_values(net: MLP, x: Tensor) -> Tensor:
     exact = net.cast(torch.float64)
     x = x.to(torch.float64)
     steps = exact.tangent_steps(x)
-    lead = (net.replicas, *x.shape[:-1]) if net.batched and x.dim() == 2 else x.shape[:-1]
+    lead = net.per_replica(x).shape[:-1]
     n_in = x.shape[-1]
     directions = torch.eye(n_in, dtype=torch.float64, device=x.device).expand(*lead, n_in, n_in)
     # a step maps tangents (K, ..., B, n); the product keeps directions as columns, (..., B, n, K)

@@ -208,8 +208,7 @@ class MLP:
         statistics, so each example's J depends on that example alone. Needs depth >= 2."""
         if self.depth < 2:
             raise ValueError("depth 1 has no hidden layer, so no input-output Jacobian")
-        h = x.expand(self.replicas, *x.shape) if self.batched and x.dim() == 2 else x  # shared inputs
-        steps = []
+        h, steps = self.per_replica(x), []
         for l in range(1, self.depth):
             h, cache = self.layer_forward(l, h, training=False)
             steps.append(functools.partial(self.layer_tangent, l, cache))
@@ -232,11 +231,15 @@ class MLP:
         steps = self.tangent_steps(x)
         n_in = x.shape[-1]
         eye = torch.eye(n_in, dtype=x.dtype, device=x.device)
-        lead = (self.replicas, *x.shape[:-1]) if self.batched and x.dim() == 2 else x.shape[:-1]
+        lead = self.per_replica(x).shape[:-1]
         tangents = eye.reshape(n_in, *[1] * len(lead), n_in).expand(n_in, *lead, n_in)  # (n_in, ..., B, n_in)
         for step in steps:
             tangents = step(tangents)
         return tangents.movedim(0, -1)  # (..., B, width, n_in)
+
+    def per_replica(self, x: Tensor) -> Tensor:
+        """x as every replica sees it: inputs (B, n) shared by the replicas of a batched net as (R, B, n)."""
+        return x.expand(self.replicas, *x.shape) if self.batched and x.dim() == 2 else x
 
     def cast(self, dtype: torch.dtype) -> "MLP":
         """A copy of the network with every tensor in dtype (the same values): float64 for exact measurements."""
