@@ -72,6 +72,8 @@ def test_job_line_counts_the_place_in_the_sweep_and_estimates_the_time_left(tmp_
     line = job_line(sweep / "3_seed=3", "seed=3", sweep, number=3)  # the 4th of 10 jobs, after 40 s: 10 s a job
     assert line.startswith("gradlab: [4/10] seed=3: completed")
     assert line.endswith("; about 60 s left in the sweep")
+    start_state(sweep, jobs=10)  # started just now: the jobs so far took no time
+    assert job_line(sweep / "3_seed=3", "seed=3", sweep, number=3).endswith("; about 1 s left in the sweep")
 
 
 def write_summary(folder: Path, **summary) -> None:

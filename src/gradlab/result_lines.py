@@ -25,8 +25,9 @@ def shown_path(path: Path) -> str:
 
 
 def shown_duration(seconds: float) -> str:
+    """Seconds as a person reads them: 1 s at least (a sweep with a job left is not 0 s from its end), then min, h."""
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return f"{max(1, round(seconds))} s"
     return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
 
 
