@@ -1,4 +1,6 @@
-"""The report's figures, in order: which rows each one gets, how its panels are laid out, and its caption."""
+"""The report's figures, in order: which rows each one gets, how its panels are laid out, and its caption. The
+per-layer figures (1 to 4, 7 to 9) get the per-layer rows and runs of analysis.families, figures 5 and 11 the whole
+network's rows of every family."""
 
 import functools
 from collections.abc import Callable
@@ -8,14 +10,14 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from analysis import figures_init, figures_jacobian, figures_signal, figures_trainability, figures_training
+from analysis import figures_init, figures_jacobian, figures_signal, figures_trainability, figures_training, needs
+from analysis.families import layer_rows, on_layer_axis, whole_network_rows
 from analysis.layout import facet_grid, facet_wrap, no_data, panel_grid
 from analysis.predict import NO_THEORY_FOR_NORMS
 from analysis.style import ordered
 from gradlab.activations import ACTIVATIONS
 
 MAX_HEATMAP_PANELS = 12
-JACOBIAN_METRICS = ["jac_log_sv_mean", "jac_isometry"]
 NO_JACOBIAN = "no Jacobian measured: jacobian.examples=0, depth 1, or runs recorded before J was measured"
 AT_INIT_ONLY = ("J measured at step 0 only (the default): its spectrum at init is figure 10; "
                 "jacobian.every_epoch=true measures it at every epoch's end too")
@@ -25,7 +27,7 @@ NO_GRID = ("no trainability map: it needs plain networks without a norm that swe
 
 class Inputs(NamedTuple):
     runs: pd.DataFrame  # one row per run (load.Sweep.runs)
-    metrics: pd.DataFrame  # tidy metrics with facets, swept keys and labels, and the delta_rms_predicted rows
+    metrics: pd.DataFrame  # tidy metrics with time, net, facets, swept keys and labels, and delta_rms_predicted rows
     ratios: pd.DataFrame  # figure 4's measured and theory rows (figures_init.ratio_rows)
     config_keys: list[str]  # the runs' config columns (load.Sweep.config_keys)
     spectra: pd.DataFrame | None = None  # J's singular values at init (load.Sweep.spectra)
@@ -41,14 +43,16 @@ class FigureSpec(NamedTuple):
 
 
 def deepest_configs(metrics: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """Rows of the deepest runs, one panel (seeds averaged) per configuration, at most MAX_HEATMAP_PANELS."""
-    deepest = metrics[(metrics.depth == metrics.depth.max()) & metrics.name.isin(names)]
+    """Per-layer rows (families.layer_rows) of the deepest runs, one panel (seeds averaged) per configuration, at most
+    MAX_HEATMAP_PANELS."""
+    by_layer = on_layer_axis(metrics)
+    deepest = metrics[by_layer & (metrics.depth == metrics.depth[by_layer].max()) & metrics.name.isin(names)]
     return deepest[deepest.panel.isin(list(deepest.panel.unique())[:MAX_HEATMAP_PANELS])]
 
 
 def figure_3(inputs: Inputs) -> Figure:
     """The heatmap of the deepest runs' grad_norm, from its cells (load.seed_mean_heatmap) where given."""
-    rows = deepest_configs(inputs.metrics if inputs.heatmap is None else inputs.heatmap, ["grad_norm"])
+    rows = deepest_configs(inputs.metrics if inputs.heatmap is None else inputs.heatmap, [needs.GRAD_NORM])
     return facet_wrap(rows, figures_training.grad_norm_heatmap, by="panel", title=deepest_title, share=False)
 
 
@@ -57,7 +61,9 @@ def deepest_title(rows: pd.DataFrame) -> str:
 
 
 def at_init(inputs: Inputs, names: list[str]) -> pd.DataFrame:
-    return inputs.metrics[(inputs.metrics.step == 0) & inputs.metrics.name.isin(names)]
+    """The per-layer rows of the names at step 0."""
+    rows = layer_rows(inputs.metrics, names)
+    return rows[rows.step == 0]
 
 
 def figure_4(inputs: Inputs) -> Figure:
@@ -69,7 +75,7 @@ def figure_4(inputs: Inputs) -> Figure:
 
 def loss_rows(inputs: Inputs) -> pd.DataFrame:
     """Figure 5's rows: the losses, each with its run's chance level (from the facts the run recorded)."""
-    rows = inputs.metrics[inputs.metrics.name.isin(["batch_loss", "test_loss"])]
+    rows = whole_network_rows(inputs.metrics, needs.LOSSES)
     return rows.assign(chance_loss=rows.run.map(inputs.runs.set_index("run").chance_loss).astype(float))
 
 
@@ -86,13 +92,13 @@ def figure_6(inputs: Inputs) -> Figure:
 
 
 def figure_8(inputs: Inputs) -> Figure:
-    rows = deepest_configs(inputs.metrics, ["update_ratio"])
+    rows = deepest_configs(inputs.metrics, [needs.UPDATE_RATIO])
     return facet_wrap(rows, figures_training.update_ratio_curves, by="panel", title=deepest_title)
 
 
 def signal_figure(inputs: Inputs, draw: Callable[[pd.DataFrame, Axes], None]) -> Figure:
     """Figure 9a or 9b over every run that measured its signal (records made before avg_var have none)."""
-    rows = inputs.metrics[inputs.metrics.name.isin(figures_signal.SIGNAL_METRICS)]
+    rows = layer_rows(inputs.metrics, needs.SIGNAL)
     return facet_grid(rows, draw) if not rows.empty else no_data(figures_signal.NO_SIGNAL)
 
 
@@ -106,7 +112,7 @@ def figure_10(inputs: Inputs) -> Figure:
 
 def jacobian_figure(inputs: Inputs, draw: Callable[[pd.DataFrame, Axes], None]) -> Figure:
     """Figure 11a or 11b over every run that measured J more than once (facet_grid shares the panels' axes)."""
-    rows = inputs.metrics[inputs.metrics.name.isin(JACOBIAN_METRICS)]
+    rows = whole_network_rows(inputs.metrics, needs.JACOBIAN_CURVES)
     if rows.empty:
         return no_data(NO_JACOBIAN)
     if rows.step.nunique() < 2:
@@ -128,12 +134,12 @@ FIGURES = [
                "gradient, one that rises is exploding, the dashed black line is what mean-field theory predicts for "
                f"plain and residual networks ({NO_THEORY_FOR_NORMS}: their panels have none), and a line that "
                "stops short of layer 1 underflowed to exactly 0 (float32 ends near 1e-45).",
-               lambda i: facet_grid(at_init(i, ["delta_rms", "delta_rms_predicted"]),
+               lambda i: facet_grid(at_init(i, [needs.DELTA_RMS, "delta_rms_predicted"]),
                                     figures_init.delta_rms_at_init)),
     FigureSpec("2_grad_norm_at_init", "2. Weight-gradient norm at initialization",
                "Compare with figure 1: the weight gradient dL/dW = h^T delta also scales with the activations h, "
                "so it can stay flat across layers while delta vanishes.",
-               lambda i: facet_grid(at_init(i, ["grad_norm"]), figures_init.grad_norm_at_init)),
+               lambda i: facet_grid(at_init(i, [needs.GRAD_NORM]), figures_init.grad_norm_at_init)),
     FigureSpec("3_grad_norm_heatmap", "3. Weight-gradient norm over layers and training steps (deepest runs)",
                "Watch whether the dark band at the input side (low layers) fills in as training proceeds or stays "
                "starved for the whole run; each panel has its own color scale, and gray cells are exactly 0 "
@@ -156,11 +162,11 @@ FIGURES = [
     FigureSpec("7a_saturation", "7a. Saturated (or dead) hidden units",
                "Thin dashed lines are at init and thick solid ones at the end: a layer near 1 passes almost no "
                "gradient back (sigmoid/tanh in their flat tails, ReLU units that output 0).",
-               lambda i: facet_grid(i.metrics[i.metrics.name == "saturation"], figures_training.saturation_profile)),
+               lambda i: facet_grid(layer_rows(i.metrics, [needs.SATURATION]), figures_training.saturation_profile)),
     FigureSpec("7b_act_std", "7b. Spread of the hidden activations",
                "Activations whose spread shrinks or grows geometrically with depth are the forward-pass face of "
                "the same problem; compare their init (thin, dashed) and end (thick, solid) profiles.",
-               lambda i: facet_grid(i.metrics[i.metrics.name == "act_std"], figures_training.act_std_profile)),
+               lambda i: facet_grid(layer_rows(i.metrics, [needs.ACT_STD]), figures_training.act_std_profile)),
     FigureSpec("8_update_ratio", "8. Update ratio per layer during training (deepest runs)",
                "Layers far below the dashed 1e-3 guide barely move, layers far above it change too fast; light "
                "lines are near the input, dark near the output, on one log scale for all panels.",

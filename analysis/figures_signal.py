@@ -16,7 +16,6 @@ from matplotlib.ticker import MaxNLocator
 from analysis.figures_training import last_step_rows
 from analysis.style import AT_END, AT_INIT, by_series, draw_series, say_empty, series_color
 
-SIGNAL_METRICS = ["avg_sq_mean", "avg_var", "branch_avg_var"]
 NO_SIGNAL = "no signal-propagation measurements"
 STREAM_MARKS: dict[str, object] = {}
 # the residual branch alpha z: open circles, about one per 6% of the panel's diagonal whatever the depth

@@ -15,6 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from analysis.accuracy import seed_mean_accuracy
+from analysis.needs import drawn_layers
 from analysis.series import describe, setting_keys, swept_keys
 from analysis.style import (
     AT_END,
@@ -31,7 +33,6 @@ from analysis.style import (
 CHANCE = {"color": "0.3", "linestyle": (0, (5, 2.5)), "linewidth": 1.1}
 LOSS_SPAN = (0.1, 2.0)  # the loss axis spans at least chance x these: a run stuck at chance reads as a flat line
 UPDATE_RATIO_GUIDE = 1e-3  # the usual rule of thumb for a healthy ||Delta W|| / ||W|| per step
-MAX_LAYER_LINES = 8
 
 
 def grad_norm_heatmap(df: pd.DataFrame, ax: Axes) -> None:
@@ -113,11 +114,9 @@ class AccuracyTable(NamedTuple):
 def accuracy_table(runs: pd.DataFrame, config_keys: Iterable[str]) -> AccuracyTable:
     """Figure 6's cells: final test accuracy, mean over seeds, diverged seeds left out and counted."""
     rows, column = heatmap_axes(runs, config_keys)
-    kept = runs.assign(accuracy=runs.final_test_accuracy.astype(float).where(runs.status != "diverged"),
-                       diverged=runs.status == "diverged", col_label=runs[column].map(describe),
+    kept = runs.assign(col_label=runs[column].map(describe),
                        row_label=[" · ".join(v) for v in zip(*[runs[k].map(describe) for k in rows], strict=True)])
-    cells = kept.groupby(["row_label", "col_label"], sort=False).agg(
-        accuracy=("accuracy", "mean"), diverged=("diverged", "sum"), runs=("run", "count"))
+    cells = seed_mean_accuracy(kept, ["row_label", "col_label"], sort=False)
     values = cells.accuracy.unstack("col_label").reindex(index=list(dict.fromkeys(kept.row_label)),
                                                          columns=in_order(runs[column]))
     return AccuracyTable(values, cells, rows, column)
@@ -181,11 +180,6 @@ def act_std_profile(df: pd.DataFrame, ax: Axes) -> None:
     init_and_end_profile(df, ax, "act_std", log=True)
     ax.set_yscale("log")
     ax.set_ylabel("std of activations h = phi(z)")
-
-
-def drawn_layers(depth: int) -> list[int]:
-    """The layers figure 8 draws a line for: at most MAX_LAYER_LINES, evenly spread from 1 to depth."""
-    return [int(layer) for layer in np.unique(np.linspace(1, depth, min(depth, MAX_LAYER_LINES)).round())]
 
 
 def update_ratio_curves(df: pd.DataFrame, ax: Axes) -> None:

@@ -14,12 +14,13 @@ import math
 
 import pandas as pd
 
+from analysis.needs import JACOBIAN_AT_INIT
 from gradlab.jacobian import ISOMETRY_BAND
 
 ISOMETRIC_SHARE = 0.5
 NARROW_SPREAD = 1.0  # std of ln s
 ISOMETRIC, NARROW, SPREAD = "isometric", "not isometric: narrow, off 1", "not isometric: spread"
-AT_INIT = {"jac_isometry": "jac_isometry_at_init", "jac_log_sv_std": "jac_log_sv_std_at_init"}  # metric: run column
+AT_INIT = {name: f"{name}_at_init" for name in JACOBIAN_AT_INIT}  # metric: its run column
 BAND = f"[{ISOMETRY_BAND[0]:g}, {ISOMETRY_BAND[1]:g}]"
 SHARE_COLUMN, SPREAD_COLUMN, VERDICT_COLUMN = f"J share in {BAND}", "J std ln s", "J verdict"
 

@@ -2,8 +2,9 @@
 
 A run is a job folder, or one replica of a job that trains replicas (its seed is the config's seed + replica).
 Its row holds every key of its .hydra/config.yaml (dotted names: dataset.kind), the summary, and the facts the
-job recorded about its network and data (layer_sizes, loss_in_force, input_q0_quantiles, sigma_w2, sigma_b2) for
-the theory. A job whose config, summary or metrics.parquet footer cannot be read raises BrokenJob, naming why.
+job recorded about its network and data (net, its family; layer_sizes, loss_in_force, input_q0_quantiles, sigma_w2,
+sigma_b2) for the figures and the theory. A job whose config, summary or metrics.parquet footer cannot be read
+raises BrokenJob, naming why.
 """
 
 import json
@@ -15,13 +16,14 @@ import pyarrow.parquet as pq
 import yaml
 
 from analysis.config_file import read_config_text
+from analysis.families import recorded_net
 from analysis.records import record_files
 from analysis.series import KEYS_ADDED_LATER, flatten
 from gradlab.record import STATUSES
 
 SUMMARY_COLUMNS = ["status", "steps", "diverged_at_step", "final_train_loss", "final_train_accuracy",
                    "final_test_loss", "final_test_accuracy", "wall_seconds"]  # fmt: skip
-FACT_COLUMNS = ["layer_sizes", "loss_in_force", "input_q0_quantiles", "sigma_w2", "sigma_b2"]  # summary.json's names
+FACT_COLUMNS = ["net", "layer_sizes", "loss_in_force", "input_q0_quantiles", "sigma_w2", "sigma_b2"]  # summary's
 REQUIRED_METRIC_COLUMNS = ["step", "epoch", "layer", "name", "value"]  # replica is 0 where a record lacks it
 
 
@@ -84,9 +86,9 @@ def recorded_list(value: object, kind: type | tuple[type, ...]) -> tuple | None:
 
 def read_facts(summary: dict) -> dict:
     """What the job recorded about its network and data; None for a fact its summary lacks (older records), but
-    sigma_b2, 0 before biases could be drawn."""
+    sigma_b2, 0 before biases could be drawn, and net, an MLP before the family was recorded."""
     loss, sigma_b2 = summary.get("loss_in_force"), summary.get("sigma_b2", 0.0)
-    return {"layer_sizes": recorded_list(summary.get("layer_sizes"), int),
+    return {"net": recorded_net(summary), "layer_sizes": recorded_list(summary.get("layer_sizes"), int),
             "loss_in_force": loss if isinstance(loss, str) else None,
             "input_q0_quantiles": recorded_list(summary.get("input_q0_quantiles"), (int, float)),
             "sigma_w2": recorded_list(summary.get("sigma_w2"), (int, float)),

@@ -8,7 +8,9 @@ finite, update_ratio at the layers figure 8 draws, and grad_norm of the deepest 
 seeds as figure 3's heatmap cells: about a tenth of the rows recorded. A job whose record cannot be read is skipped
 with one SkippedJob warning naming its folder. The input-output Jacobian's spectra at init (jacobian.parquet, step 0
 only) come along where a job recorded them. The run columns of the row tables (labels, facets, swept keys) are
-pandas categories, a code of a byte or two per row, but depth, a number.
+pandas categories, a code of a byte or two per row, but depth, a number. A row keeps its time (pandas' Int64: null
+on the layer axis, and in records from before time was written), a run its net (analysis.families decides which
+rows and runs the per-layer figures and the theory read).
 """
 
 import warnings
@@ -20,12 +22,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from analysis.figures_training import drawn_layers
+from analysis.families import family, layer_axis_time, layer_rows, whole_network_rows
 from analysis.jobs import BrokenJob, find_jobs, job_runs
-from analysis.records import HEATMAP, Records, read_metrics, read_spectra, record_files
+from analysis.needs import DELTA_RMS, GRAD_NORM, LOSSES, drawn_layers
+from analysis.records import Records, read_metrics, read_spectra, record_files
 from analysis.series import LABELS, label_series, setting_keys, swept_keys
 
-ALWAYS_IN_METRICS = ["depth", "activation", "init", "seed", "norm"]  # facets; seeds for the bands; norm: theory?
+ALWAYS_IN_METRICS = ["depth", "activation", "init", "seed", "norm", "net"]  # facets; seeds: bands; norm: theory?; net:
+# the family (analysis.families: whether its rows are drawn by layer)
 SPECTRUM_LABELS = ["activation", "init", "series", "line", "shade", "column", "column_order"]  # what figure 10 reads
 NUMBERS = ["depth"]  # run columns the figures compute with: numbers in the row tables, every other one categories
 
@@ -44,7 +48,7 @@ class UnreadableSpectra(UserWarning):
 
 class Sweep(NamedTuple):
     runs: pd.DataFrame  # one row per run: run, job, replica, config columns, summary, facts, ratios, series labels
-    metrics: pd.DataFrame  # the tidy rows the figures read: run, step, epoch, layer, name, value, facets, labels
+    metrics: pd.DataFrame  # the tidy rows read: run, step, epoch, layer, time, name, value, net, facets, labels
     skipped: list[str]  # one line per job folder left out, naming it and why
     config_keys: list[str]  # every config key of the runs, dotted, in config order: runs' config columns
     spectra: pd.DataFrame  # J's singular values at init: run, singular_value and SPECTRUM_LABELS
@@ -57,15 +61,15 @@ class JobRuns(NamedTuple):
     rows: list[dict]  # one per run
 
 
-def hidden(progress: bool | None) -> bool | None:
-    """tqdm's disable: None shows a bar on a terminal only."""
+def tqdm_disable(progress: bool | None) -> bool | None:
+    """progress as tqdm's disable argument: None shows a bar on a terminal only."""
     return None if progress is None else not progress
 
 
 def read_jobs(job_dirs: list[Path], progress: bool | None) -> tuple[list[JobRuns], dict[Path, str]]:
     """Every job's config, summary and metrics footer; the jobs that cannot be read, with why."""
     jobs, broken = [], {}
-    for job_dir in tqdm(job_dirs, desc="reading configs", unit="job", disable=hidden(progress)):
+    for job_dir in tqdm(job_dirs, desc="reading configs", unit="job", disable=tqdm_disable(progress)):
         try:
             jobs.append(JobRuns(job_dir, *job_runs(job_dir)))
         except BrokenJob as error:
@@ -73,8 +77,13 @@ def read_jobs(job_dirs: list[Path], progress: bool | None) -> tuple[list[JobRuns
     return jobs, broken
 
 
+def drawn_by_layer(job: JobRuns) -> bool:
+    """Whether the job's family has per-layer rows (figures 3 and 8 draw the deepest such jobs)."""
+    return family(job.rows[0]["net"]).layer_profiles
+
+
 def deepest_depth(jobs: list[JobRuns]) -> int:
-    return max((job.rows[0]["depth"] for job in jobs), default=0)
+    return max((job.rows[0]["depth"] for job in jobs if drawn_by_layer(job)), default=0)
 
 
 def config_groups(jobs: list[JobRuns], keys: list[str]) -> list[int]:
@@ -92,9 +101,9 @@ def read_rows(jobs: list[JobRuns], progress: bool | None) -> tuple[list[JobRuns]
     keys = setting_keys(dict.fromkeys(key for job in jobs for key in job.config_keys))
     while True:
         deepest = deepest_depth(jobs)
-        groups = [group if job.rows[0]["depth"] == deepest else -1
+        groups = [group if job.rows[0]["depth"] == deepest and drawn_by_layer(job) else -1
                   for job, group in zip(jobs, config_groups(jobs, keys), strict=True)]
-        with tqdm(total=len(jobs), desc="reading records", unit="job", disable=hidden(progress)) as bar:
+        with tqdm(total=len(jobs), desc="reading records", unit="job", disable=tqdm_disable(progress)) as bar:
             records = read_metrics([record_files(job.job_dir / "metrics.parquet") for job in jobs],
                                    [len(job.rows) for job in jobs], groups, drawn_layers(deepest), bar.update)
         broken = {jobs[index].job_dir: f"metrics.parquet is unreadable ({message})"
@@ -115,16 +124,7 @@ def renumbered(metrics: pd.DataFrame, scanned: list[int], kept: list[int]) -> pd
 
 def load(roots: Iterable[Path], progress: bool | None = None) -> Sweep:
     """Every readable run below the roots; progress=None shows bars on a terminal only."""
-    job_dirs = find_jobs(roots)
-    jobs, broken = read_jobs(job_dirs, progress)
-    jobs, records, unreadable = read_rows(jobs, progress)
-    broken |= unreadable
-    skipped = [f"skipped {job_dir}: {broken[job_dir]}" for job_dir in job_dirs if job_dir in broken]
-    for message in skipped:  # after the bars have closed, so each stays one clean line
-        warnings.warn(message, SkippedJob, stacklevel=2)
-    runs_per_job = [0 if job.job_dir in broken else len(job.rows) for job in jobs]
-    metrics = renumbered(records.metrics, [len(job.rows) for job in jobs], runs_per_job)
-    jobs = [job for job in jobs if job.job_dir not in broken]
+    jobs, records, runs_per_job, skipped = read_sweep(find_jobs(roots), progress)
     rows = [row for job in jobs for row in job.rows]
     if not rows:
         raise FileNotFoundError(f"no readable runs in {', '.join(map(str, roots))}")
@@ -132,21 +132,36 @@ def load(roots: Iterable[Path], progress: bool | None = None) -> Sweep:
         row["run"] = run
     warn_of_missing_facts(rows)
     config_keys = list(dict.fromkeys(key for job in jobs for key in job.config_keys))  # in their first job's order
-    sums = records.heatmap
-    runs = label_series(add_learning_steps(add_ratios(pd.DataFrame(rows), metrics), metrics), config_keys)
+    runs = label_series(pd.DataFrame(rows), config_keys)
     identity = dict.fromkeys([*ALWAYS_IN_METRICS, *swept_keys(runs, setting_keys(config_keys))])
     config = [*identity, *LABELS, "status", "diverged_at_step"]
-    spectra = read_jobs_spectra(jobs, progress)
+    metrics = with_run_columns(records.metrics, runs, config)
+    at_init = layer_rows(metrics, [DELTA_RMS, GRAD_NORM])
+    runs = add_learning_steps(add_ratios(runs, at_init), whole_network_rows(metrics, LOSSES))
+    sums = records.heatmap
     heatmap = seed_mean_heatmap(sums, np.cumsum([0, *runs_per_job])[sums.first_job.to_numpy(dtype=np.int64)], runs)
-    spectra = with_run_columns(spectra, runs, SPECTRUM_LABELS)
-    return Sweep(runs, with_run_columns(metrics, runs, config), skipped, config_keys, spectra,
-                 with_run_columns(heatmap, runs, config))
+    spectra = with_run_columns(read_jobs_spectra(jobs, progress), runs, SPECTRUM_LABELS)
+    return Sweep(runs, metrics, skipped, config_keys, spectra, with_run_columns(heatmap, runs, config))
+
+
+def read_sweep(job_dirs: list[Path], progress: bool | None) -> tuple[list[JobRuns], Records, list[int], list[str]]:
+    """The readable jobs, the rows read of their metrics (runs numbered as theirs), the runs of every job scanned (0
+    for one found unreadable: the heatmap's first_job counts them) and one line per job skipped, each warned of."""
+    jobs, broken = read_jobs(job_dirs, progress)
+    jobs, records, unreadable = read_rows(jobs, progress)
+    broken |= unreadable
+    skipped = [f"skipped {job_dir}: {broken[job_dir]}" for job_dir in job_dirs if job_dir in broken]
+    for message in skipped:  # after the bars have closed, so each stays one clean line
+        warnings.warn(message, SkippedJob, stacklevel=3)
+    runs_per_job = [0 if job.job_dir in broken else len(job.rows) for job in jobs]
+    metrics = renumbered(records.metrics, [len(job.rows) for job in jobs], runs_per_job)
+    return [job for job in jobs if job.job_dir not in broken], records._replace(metrics=metrics), runs_per_job, skipped
 
 
 def read_jobs_spectra(jobs: list[JobRuns], progress: bool | None) -> pd.DataFrame:
     """J's singular values at init of every job that recorded them; an unreadable jacobian.parquet is named in a
     warning and its job kept without them."""
-    with tqdm(total=len(jobs), desc="reading spectra", unit="job", disable=hidden(progress)) as bar:
+    with tqdm(total=len(jobs), desc="reading spectra", unit="job", disable=tqdm_disable(progress)) as bar:
         spectra = read_spectra([record_files(job.job_dir / "jacobian.parquet") for job in jobs],
                                [len(job.rows) for job in jobs], bar.update)
     for index, message in spectra.unreadable.items():
@@ -196,7 +211,8 @@ def seed_mean_heatmap(sums: pd.DataFrame, first_run: np.ndarray, runs: pd.DataFr
     cells = cells.sort_values(["run", "layer", "step"], kind="stable")
     log10 = (cells.log10_sum / cells.usable.where(cells.usable > 0)).to_numpy(dtype=float)  # NaN: no usable seed
     return pd.DataFrame({"run": cells.run.to_numpy(dtype=np.int64), "step": cells.step.to_numpy(dtype=np.int64),
-                         "layer": cells.layer.to_numpy(dtype=float), "name": HEATMAP, "value": 10**log10})
+                         "layer": cells.layer.to_numpy(dtype=float), "time": layer_axis_time(len(cells)),
+                         "name": GRAD_NORM, "value": 10**log10})
 
 
 def warn_of_missing_facts(rows: list[dict]) -> None:
@@ -207,12 +223,13 @@ def warn_of_missing_facts(rows: list[dict]) -> None:
                       "(recorded before they were): no theory for them", NoRecordedFacts, stacklevel=3)
 
 
-def add_ratios(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """Step-0 ratios first layer / last layer of grad_norm and delta_rms, one column each."""
-    at_init = metrics[(metrics.step == 0) & metrics.name.isin(["grad_norm", "delta_rms"])]
-    at_init = at_init.merge(runs[["run", "depth"]], on="run")
-    first = at_init[at_init.layer == 1].pivot_table(index="run", columns="name", values="value")
-    last = at_init[at_init.layer == at_init.depth].pivot_table(index="run", columns="name", values="value")
+def add_ratios(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """Step-0 ratios first layer / last layer of grad_norm and delta_rms, one column each, from the per-layer rows
+    (families.layer_rows, with their run's depth)."""
+    at_init = layers[(layers.step == 0) & layers.name.isin(["grad_norm", "delta_rms"])]
+    first = at_init[at_init.layer == 1].pivot_table(index="run", columns="name", values="value", observed=True)
+    last = at_init[at_init.layer == at_init.depth].pivot_table(index="run", columns="name", values="value",
+                                                               observed=True)
     ratios = (first / last).reindex(columns=["grad_norm", "delta_rms"])  # both, even for a run with no layers
     ratios = ratios.add_suffix("_ratio").rename_axis(columns=None).reset_index()
     return runs.merge(ratios, on="run", how="left")

@@ -3,8 +3,9 @@
 Per-layer ratios run toward the input: r_l = delta_rms(l) / delta_rms(l+1), below 1 when the signal vanishes.
 The theory reads what each run recorded in its summary (layer_sizes, input_q0_quantiles, sigma_b2); it never
 reloads data.
-Plain and residual networks (arch, residual_scale) have a theory; a normalized network (norm other than none) and
-a run without those facts (a record from before they were written) get no prediction, never a wrong one.
+Plain and residual MLPs (arch, residual_scale) have a theory; another network family (analysis.families), a
+normalized network (norm other than none) and a run without those facts (a record from before they were written) get
+no prediction, never a wrong one.
 """
 
 import functools
@@ -15,9 +16,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from analysis.accuracy import seed_mean_accuracy
+from analysis.families import NET_BEFORE_RECORDED, family, layer_axis_time, net_of
 from analysis.isometry import VERDICT_COLUMN, jacobian_cells
+from analysis.needs import DELTA_RMS
 from analysis.series import KEYS_ADDED_LATER, curve_keys, describe
 from gradlab import theory
+from gradlab.architecture import ARCHITECTURES
 
 STABLE_BAND = 10**0.1  # |log10 r| < 0.1 per layer: less than a factor 10 over 10 layers
 MIN_BULK_LAYERS = 3
@@ -37,13 +42,16 @@ class Architecture(NamedTuple):
     residual_scale: float = 1.0
     norm: str = "none"
     sigma_b2: float = 0.0
+    net: str = NET_BEFORE_RECORDED
 
 
 def no_theory(network: Architecture) -> str | None:
     """Why the theory predicts nothing for this network, or None when it predicts."""
+    if not family(network.net).mean_field:
+        return f"no mean-field theory for net={network.net}"
     if network.norm != "none":
         return NO_THEORY_FOR_NORMS
-    if network.arch not in theory.BLOCKS:
+    if network.arch not in ARCHITECTURES:
         return f"no theory for arch={network.arch}"
     if network.layer_sizes is None or network.q0s is None:
         return "recorded before layer_sizes and input_q0_quantiles were"
@@ -53,9 +61,10 @@ def no_theory(network: Architecture) -> str | None:
 @functools.cache
 def predicted_profile(activation: str, init: str, init_gain: float, layer_sizes: tuple[int, ...] | None,
                       q0s: tuple[float, ...] | None, arch: str = "plain", residual_scale: float = 1.0,
-                      norm: str = "none", sigma_b2: float = 0.0) -> tuple[float, ...] | None:
+                      norm: str = "none", sigma_b2: float = 0.0,
+                      net: str = NET_BEFORE_RECORDED) -> tuple[float, ...] | None:
     """log10 delta_rms(l) / delta_rms(depth), l = 1..depth, by mean-field theory; None where no_theory says why."""
-    network = Architecture(activation, init, init_gain, layer_sizes, q0s, arch, residual_scale, norm, sigma_b2)
+    network = Architecture(activation, init, init_gain, layer_sizes, q0s, arch, residual_scale, norm, sigma_b2, net)
     if no_theory(network):
         return None
     return tuple(theory.log10_delta_rms_profile(list(network.layer_sizes), network.activation, network.init,
@@ -84,12 +93,14 @@ def architecture(run: pd.Series | tuple) -> Architecture:
     """The network a run trained, as the theory needs it."""
     return Architecture(run.activation, run.init, float(run.init_gain), recorded(run.layer_sizes),
                         recorded(run.input_q0_quantiles), str(setting(run, "arch")),
-                        float(setting(run, "residual_scale")), str(setting(run, "norm")), recorded_sigma_b2(run))
+                        float(setting(run, "residual_scale")), str(setting(run, "norm")), recorded_sigma_b2(run),
+                        net_of(run))
 
 
 def predicted_profiles(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """Rows named delta_rms_predicted at step 0: the theory's profile, anchored at the measured last layer."""
-    last = metrics[(metrics.step == 0) & (metrics.name == "delta_rms") & (metrics.layer == metrics.depth)]
+    """Rows named delta_rms_predicted at step 0: the theory's profile, anchored at the measured last layer of the
+    per-layer rows (families.layer_rows); none for a run the theory does not describe."""
+    last = metrics[(metrics.step == 0) & (metrics.name == DELTA_RMS) & (metrics.layer == metrics.depth)]
     anchors = last.set_index("run").value
     known = runs[runs.run.isin(anchors.index)]
     profiles = [predicted_profile(*architecture(run)) for run in known.itertuples(index=False)]
@@ -97,39 +108,49 @@ def predicted_profiles(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFram
     if drawn.empty:
         return metrics.iloc[:0]
     depths = drawn.depth.to_numpy(dtype=int)
-    predicted = pd.DataFrame({"run": np.repeat(drawn.run.to_numpy(), depths), "step": 0, "epoch": 0,
-                              "layer": np.concatenate([np.arange(1, depth + 1.0) for depth in depths]),
-                              "name": "delta_rms_predicted",
+    layers = np.concatenate([np.arange(1, depth + 1.0) for depth in depths])
+    predicted = pd.DataFrame({"run": np.repeat(drawn.run.to_numpy(), depths), "step": 0, "epoch": 0, "layer": layers,
+                              "time": layer_axis_time(len(layers)), "name": "delta_rms_predicted",
                               "value": np.repeat(anchors[drawn.run].to_numpy(), depths)
                               * 10 ** np.concatenate([profile for profile in profiles if profile is not None])})
-    config = metrics.loc[~metrics.run.duplicated()].drop(columns=["step", "epoch", "layer", "name", "value"])
+    config = metrics.loc[~metrics.run.duplicated()].drop(columns=["step", "epoch", "layer", "time", "name", "value"])
     return predicted.merge(config, on="run", how="left")
+
+
+def bulk_trim(depth: int | np.ndarray) -> int | np.ndarray:
+    """The layers left out at each end of the bulk: 1 below depth 10, else a tenth of the depth and at least 2."""
+    return np.where(np.asarray(depth) < 10, 1, np.maximum(2, np.asarray(depth) // 10))
 
 
 def bulk_layers(depth: int) -> range:
     """The layers a per-layer ratio is fitted over: all but the first and last few."""
-    trim = 1 if depth < 10 else max(2, depth // 10)
+    trim = int(bulk_trim(depth))
     return range(1 + trim, depth - trim + 1)
+
+
+def fitted_values(values: np.ndarray) -> np.ndarray:
+    """Which values a fit takes: finite and positive (their log10 is a point)."""
+    return np.isfinite(values) & (values > 0)
 
 
 def fitted_ratio(layers: np.ndarray, values: np.ndarray) -> float:
     """10^-slope of a least-squares line through log10 values against layer: r per layer, toward the input."""
-    keep = np.isfinite(values) & (values > 0)
+    keep = fitted_values(values)
     if keep.sum() < MIN_BULK_LAYERS:
         return math.nan
     slope = np.polyfit(layers[keep], np.log10(values[keep]), 1)[0]
     return 10 ** (-slope)
 
 
-def measured_bulk_ratios(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.Series:
-    """Per run: the fitted per-layer ratio of delta_rms at init over its bulk layers (NaN when too shallow); the
-    least-squares slope of fitted_ratio, for all runs at once."""
-    at_init = metrics[(metrics.step == 0) & (metrics.name == "delta_rms")]
+def measured_bulk_ratios(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.Series:
+    """Per run: fitted_ratio of delta_rms at init over its bulk_layers (NaN when too shallow), from the per-layer rows
+    (families.layer_rows), for all runs at once: the same points and the same least-squares slope, as centred sums
+    per run rather than a polyfit per run."""
+    at_init = layers[(layers.step == 0) & (layers.name == DELTA_RMS)]
     depth, layer, value = (at_init[c].to_numpy(dtype=float) for c in ("depth", "layer", "value"))
-    trim = np.where(depth < 10, 1, np.maximum(2, depth // 10))  # bulk_layers
-    with np.errstate(divide="ignore", invalid="ignore"):
-        keep = (layer >= 1 + trim) & (layer <= depth - trim) & np.isfinite(value) & (value > 0)
-        points = pd.DataFrame({"run": at_init.run.to_numpy()[keep], "x": layer[keep], "y": np.log10(value[keep])})
+    trim = bulk_trim(depth)
+    keep = (layer >= 1 + trim) & (layer <= depth - trim) & fitted_values(value)
+    points = pd.DataFrame({"run": at_init.run.to_numpy()[keep], "x": layer[keep], "y": np.log10(value[keep])})
     centred = points.groupby("run")[["x", "y"]].transform("mean")
     points = points.assign(dx=points.x - centred.x, dy=points.y - centred.y)
     sums = points.assign(dxdy=points.dx * points.dy, dx2=points.dx**2).groupby("run").agg(
@@ -156,12 +177,12 @@ def verdict(ratio: float) -> str:
     return "vanishing" if ratio < 1 / STABLE_BAND else "exploding" if ratio > STABLE_BAND else "stable"
 
 
-def accuracy_cell(group: pd.DataFrame) -> str:
-    """Mean final test accuracy over seeds; diverged seeds are counted out and named."""
-    diverged = (group.status == "diverged").sum()
-    kept = group[group.status != "diverged"].final_test_accuracy.astype(float)
-    text = f"{kept.mean():.3f}" if kept.notna().any() else "diverged" if diverged else "n/a"
-    return text + (f" ({diverged}/{len(group)} diverged)" if diverged and len(kept) else "")
+def accuracy_text(cell: pd.Series) -> str:
+    """A findings cell from accuracy.seed_mean_accuracy: the mean over the seeds that did not diverge, the diverged
+    ones counted out and named."""
+    diverged, runs = int(cell.diverged), int(cell.runs)
+    text = f"{cell.accuracy:.3f}" if not math.isnan(cell.accuracy) else "diverged" if diverged else "n/a"
+    return text + (f" ({diverged}/{runs} diverged)" if diverged and runs > diverged else "")
 
 
 def findings(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
@@ -186,8 +207,8 @@ def findings(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
                         VERDICT: verdict(measured),
                         THEORY_VERDICT: NO_THEORY_FOR_NORMS if normalized else verdict(predicted)})
         row.update(jacobian_cells(group[group.depth == (fitted if len(fitted) else group).depth.max()]))
-        for depth, at_depth in group.groupby("depth"):
-            row[f"accuracy at depth {depth}"] = accuracy_cell(at_depth)
+        for depth, cell in seed_mean_accuracy(group, "depth").iterrows():
+            row[f"accuracy at depth {depth}"] = accuracy_text(cell)
         rows.append(row)
     accuracy = [f"accuracy at depth {depth}" for depth in sorted(runs.depth.unique())]
     table = pd.DataFrame(rows)

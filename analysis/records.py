@@ -23,24 +23,33 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from analysis import needs
 from gradlab.record import JACOBIAN_SCHEMA, METRICS_SCHEMA
 
+
+def with_time(schema: pa.Schema) -> pa.Schema:
+    """The metrics schema with its nullable time (the step within a sequence) after layer, where the writer's lacks
+    it: a record from before time was written reads it as null, an MLP's row."""
+    if "time" in schema.names:
+        return schema
+    return schema.insert(schema.get_field_index("layer") + 1, pa.field("time", pa.int64()))
+
+
+READ_SCHEMA = with_time(METRICS_SCHEMA)
+
 CHUNK = 250  # jobs per scan: a few thousand rows each, so a chunk's rows stay in the tens of MB
-AT_INIT = ["delta_rms", "grad_norm", "saturation", "act_std", "avg_sq_mean", "avg_var", "branch_avg_var",
-           "jac_log_sv_std"]  # step 0: figures 1, 2, the profiles' start, the findings' J at init
-CURVES = ["batch_loss", "test_loss", "jac_log_sv_mean", "jac_isometry"]  # every step: figures 5, 11, learning_step
-PROFILES = ["saturation", "act_std", "avg_sq_mean", "avg_var", "branch_avg_var"]  # figures 7, 9: init and the end
-HEATMAP, UPDATE_RATIO = "grad_norm", "update_ratio"  # every step of the deepest runs: figures 3 and 8
-METRIC_COLUMNS = ["replica", "step", "epoch", "layer", "name", "value"]
-NAMES = list(dict.fromkeys([*AT_INIT, *CURVES, *PROFILES, UPDATE_RATIO]))  # every name the figures read
+AT_STEP_0 = [*needs.AT_INIT, *needs.PROFILES]  # step 0: the profiles' start too
+DEEPEST = [needs.GRAD_NORM, needs.UPDATE_RATIO]  # every step of the deepest runs: update_ratio at drawn layers only
+METRIC_COLUMNS = ["replica", "step", "epoch", "layer", "time", "name", "value"]
+NAMES = list(dict.fromkeys([*AT_STEP_0, *needs.EVERY_STEP, needs.UPDATE_RATIO]))  # every name the report reads
 SPECTRUM_COLUMNS = ["replica", "singular_value", "log_singular_value"]  # J's singular values at step 0: figure 10
-NEEDED = (pc.field("name").isin(CURVES + PROFILES)
-          | ((pc.field("step") == 0) & pc.field("name").isin(AT_INIT)))  # fmt: skip
-NEEDED_OF_DEEPEST = NEEDED | pc.field("name").isin([HEATMAP, UPDATE_RATIO])
+NEEDED = (pc.field("name").isin(needs.EVERY_STEP + needs.PROFILES)
+          | ((pc.field("step") == 0) & pc.field("name").isin(AT_STEP_0)))  # fmt: skip
+NEEDED_OF_DEEPEST = NEEDED | pc.field("name").isin(DEEPEST)
 
 
 class Records(NamedTuple):
-    metrics: pd.DataFrame  # run, step, epoch, layer, name (categories: NAMES), value: the rows the figures read
+    metrics: pd.DataFrame  # run, step, epoch, layer, time, name (categories: NAMES), value: the rows read
     heatmap: pd.DataFrame  # group, layer, step: sum and count of usable log10 grad_norm, first_job: deepest jobs'
     unreadable: dict[int, str]  # job index: what is wrong with its metrics.parquet
 
@@ -94,8 +103,8 @@ def last_complete_rows(rows: pa.Table) -> pa.Table:
     if not rows.num_rows:
         return rows
     job, replica, step = (rows[c].to_numpy().astype(np.int64) for c in ("job", "replica", "step"))
-    names = pc.index_in(rows["name"], pa.array(PROFILES)).to_numpy(zero_copy_only=False)
-    profile = (job * (replica.max() + 1) + replica) * len(PROFILES) + names  # one number per job, replica, name
+    names = pc.index_in(rows["name"], pa.array(needs.PROFILES)).to_numpy(zero_copy_only=False)
+    profile = (job * (replica.max() + 1) + replica) * len(needs.PROFILES) + names  # one number per job, replica, name
     width = int(step.max()) + 1
     cell = profile * width + step  # one number per profile and step
     finite = pc.fill_null(pc.is_finite(rows["value"]), False).to_numpy(zero_copy_only=False)
@@ -129,23 +138,28 @@ def reduce_chunk(rows: pa.Table, runs_per_job: np.ndarray, group: np.ndarray,
     replica = rows["replica"].to_numpy()
     rows = rows.filter(pa.array((replica >= 0) & (replica < runs_per_job[rows["job"].to_numpy()])))
     name, step = rows["name"], rows["step"]
-    keep = pc.or_(pc.is_in(name, pa.array(CURVES)), pc.and_(pc.equal(step, 0), pc.is_in(name, pa.array(AT_INIT))))
+    at_init = pc.and_(pc.equal(step, 0), pc.is_in(name, pa.array(AT_STEP_0)))
+    keep = pc.or_(pc.is_in(name, pa.array(needs.EVERY_STEP)), at_init)
     layers = pa.array(deepest_layers or [], pa.int64())
-    keep = pc.or_(keep, pc.and_(pc.equal(name, UPDATE_RATIO), pc.is_in(rows["layer"], layers)))
-    grad_norm = rows.filter(pc.equal(name, HEATMAP)) if deepest_layers is not None else rows.slice(0, 0)
-    profiles = last_complete_rows(rows.filter(pc.is_in(name, pa.array(PROFILES))))
+    keep = pc.or_(keep, pc.and_(pc.equal(name, needs.UPDATE_RATIO), pc.is_in(rows["layer"], layers)))
+    of_layers = pc.and_(pc.equal(name, needs.GRAD_NORM), pc.is_null(rows["time"]))  # not a sequence's time steps
+    grad_norm = rows.filter(of_layers) if deepest_layers is not None else rows.slice(0, 0)
+    profiles = last_complete_rows(rows.filter(pc.is_in(name, pa.array(needs.PROFILES))))
     return pa.concat_tables([rows.filter(keep), profiles.select(rows.column_names)]), heatmap_sums(grad_norm, group)
 
 
 def as_frame(rows: pa.Table, first_run: np.ndarray) -> pd.DataFrame:
     """Scanned rows as pandas in run and step order, each with its run (first_run[job] + replica) in place of its
-    job and replica; a nullable layer becomes float (NaN for whole-network metrics), names categories of NAMES."""
+    job and replica; a nullable layer becomes float (NaN for whole-network metrics), time pandas' Int64 (<NA> on the
+    layer axis), names categories of NAMES."""
     run = first_run[rows["job"].to_numpy()] + rows["replica"].to_numpy()
     step = rows["step"].to_numpy()
     order = np.lexsort((step, run))
     names = pc.index_in(rows["name"], pa.array(NAMES)).to_numpy(zero_copy_only=False)
+    time = pd.arrays.IntegerArray(pc.fill_null(rows["time"], 0).to_numpy()[order],
+                                  pc.is_null(rows["time"]).to_numpy(zero_copy_only=False)[order])
     return pd.DataFrame({"run": run[order], "step": step[order], "epoch": rows["epoch"].to_numpy()[order],
-                         "layer": rows["layer"].to_numpy(zero_copy_only=False).astype(float)[order],
+                         "layer": rows["layer"].to_numpy(zero_copy_only=False).astype(float)[order], "time": time,
                          "name": pd.Categorical.from_codes(names[order], NAMES),
                          "value": rows["value"].to_numpy(zero_copy_only=False)[order]})
 
@@ -165,7 +179,7 @@ def read_metrics(files: list[list[str]], runs_per_job: list[int], group: list[in
                      if (groups[job] >= 0) == of_deepest}
             if not chunk:
                 continue
-            rows, broken = scan(chunk, METRICS_SCHEMA, METRIC_COLUMNS, NEEDED_OF_DEEPEST if of_deepest else NEEDED)
+            rows, broken = scan(chunk, READ_SCHEMA, METRIC_COLUMNS, NEEDED_OF_DEEPEST if of_deepest else NEEDED)
             unreadable.update(broken)
             rows, sums = reduce_chunk(rows, runs, groups, deepest_layers if of_deepest else None)
             kept.append(rows)
@@ -180,7 +194,7 @@ def read_metrics(files: list[list[str]], runs_per_job: list[int], group: list[in
 
 
 def empty_metrics() -> pa.Table:
-    return pa.schema([("job", pa.int32()), *[METRICS_SCHEMA.field(c) for c in METRIC_COLUMNS]]).empty_table()
+    return pa.schema([("job", pa.int32()), *[READ_SCHEMA.field(c) for c in METRIC_COLUMNS]]).empty_table()
 
 
 def spectrum_values(rows: pa.Table) -> np.ndarray:

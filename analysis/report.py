@@ -27,11 +27,13 @@ from tqdm import tqdm  # noqa: E402
 from analysis.best_over import best_over_curves, best_over_section, best_rows  # noqa: E402
 from analysis.catalog import FIGURES, FigureSpec, Inputs  # noqa: E402
 from analysis.chance import chance_loss  # noqa: E402
+from analysis.families import layer_rows, layer_runs  # noqa: E402
 from analysis.figures_init import ratio_rows  # noqa: E402
 from analysis.isometry import AT_INIT, with_jacobian_at_init  # noqa: E402
 from analysis.jobs import FACT_COLUMNS, SUMMARY_COLUMNS  # noqa: E402
 from analysis.layout import panel_grid  # noqa: E402
-from analysis.load import concat_rows, hidden, load  # noqa: E402
+from analysis.load import concat_rows, load, tqdm_disable  # noqa: E402
+from analysis.needs import DELTA_RMS  # noqa: E402
 from analysis.page import page  # noqa: E402
 from analysis.predict import (  # noqa: E402
     depth_curves,
@@ -52,20 +54,23 @@ DPI = 100
 def analyse(sweeps: list[Path], progress: bool | None = None) -> tuple[Inputs, pd.DataFrame, list[str]]:
     """Load the sweeps and add the theory: the figures' inputs, the findings table and the skipped jobs."""
     sweep = load(sweeps, progress=progress)
-    runs = sweep.runs.assign(bulk_ratio=measured_bulk_ratios(sweep.runs, sweep.metrics))
+    layers = layer_rows(sweep.metrics, [DELTA_RMS])  # the theory's and the bulk ratio's rows (analysis.families)
+    runs = sweep.runs.assign(bulk_ratio=measured_bulk_ratios(sweep.runs, layers))
     runs["predicted_bulk_ratio"] = [predicted_bulk_ratio(run) for run in runs.itertuples(index=False)]
     runs["chance_loss"] = [chance_loss(run) for run in runs.itertuples(index=False)]
     runs = with_jacobian_at_init(runs, sweep.metrics)
-    metrics = concat_rows(sweep.metrics, predicted_profiles(runs, sweep.metrics))
-    inputs = Inputs(runs, metrics, ratio_rows(runs, depth_curves(runs)), sweep.config_keys, sweep.spectra,
+    metrics = concat_rows(sweep.metrics, predicted_profiles(runs, layers))
+    by_layer = layer_runs(runs)
+    inputs = Inputs(runs, metrics, ratio_rows(by_layer, depth_curves(by_layer)), sweep.config_keys, sweep.spectra,
                     trainability_rows(runs, sweep.config_keys), sweep.heatmap)
     return inputs, findings(runs, sweep.config_keys), sweep.skipped
 
 
 def runs_csv_columns(config_keys: list[str]) -> list[str]:
-    """runs.csv: the run, one column per config key (dotted: dataset.kind), the summary, facts and ratios."""
+    """runs.csv: the run, one column per config key (dotted: dataset.kind), the summary, facts (net, the family,
+    first) and ratios; a fact that is also a config key keeps the config's place."""
     facts = [c for c in FACT_COLUMNS if c not in NOT_IN_CSV]
-    return ["run", "job", "replica", *config_keys, *SUMMARY_COLUMNS, *facts, *RATIO_COLUMNS]
+    return list(dict.fromkeys(["run", "job", "replica", *config_keys, *SUMMARY_COLUMNS, *facts, *RATIO_COLUMNS]))
 
 
 def best_over_figure(rows: pd.DataFrame, key: str, by: str) -> FigureSpec:
@@ -94,7 +99,7 @@ def build(sweeps: list[Path], progress: bool | None = None, best_over: str | Non
         rows = best_rows(inputs.runs, best_over, by, inputs.config_keys)
         figures.append(best_over_figure(rows, best_over, by))
         extra = best_over_section(rows, best_over, by)
-    for spec in tqdm(figures, desc="drawing figures", unit="figure", disable=hidden(progress)):
+    for spec in tqdm(figures, desc="drawing figures", unit="figure", disable=tqdm_disable(progress)):
         fig = spec.build(inputs)
         fig.suptitle(spec.title, fontsize="large", y=1 - 0.12 / fig.get_figheight(), va="top", wrap=True)
         fig.savefig(out / "figures" / f"{spec.name}.png", dpi=DPI)

@@ -15,7 +15,9 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from analysis.accuracy import seed_mean_accuracy
 from analysis.chance import chance_accuracy
+from analysis.families import has_mean_field_theory
 from analysis.predict import recorded_sigma_b2, setting
 from analysis.series import key_values, setting_keys, swept_keys
 from gradlab.theory import weight_scale
@@ -36,9 +38,10 @@ def hidden_sigma_w2(run: tuple) -> float:
 
 
 def grid_runs(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
-    """The runs the map can place: plain, unnormalized, finished; with sigma_w2, sigma_b2, chance and panel."""
-    places = [(setting(run, "arch"), setting(run, "norm")) == THEORY_FOR and run.status in ("completed", "diverged")
-              for run in runs.itertuples(index=False)]
+    """The runs the map can place: of a family the mean-field theory describes, plain, unnormalized, finished; with
+    sigma_w2, sigma_b2, chance and panel."""
+    places = [has_mean_field_theory(run) and (setting(run, "arch"), setting(run, "norm")) == THEORY_FOR
+              and run.status in ("completed", "diverged") for run in runs.itertuples(index=False)]
     kept = runs[places]
     if kept.empty:
         return kept.assign(sigma_w2_hidden=[], sigma_b2_recorded=[], chance=[], panel_key=[])
@@ -54,11 +57,8 @@ def grid_runs(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
 
 def panel_cells(group: pd.DataFrame) -> pd.DataFrame:
     """One row per (sigma_w2, depth): accuracy (mean over seeds that did not diverge), diverged and run counts."""
-    kept = group.assign(accuracy=group.final_test_accuracy.astype(float).where(group.status != "diverged"),
-                        diverged=group.status == "diverged")
-    cells = kept.groupby(["sigma_w2_hidden", "depth"]).agg(accuracy=("accuracy", "mean"),
-                                                           diverged=("diverged", "sum"), runs=("run", "count"),
-                                                           steps=("steps", "max")).reset_index()
+    grid = ["sigma_w2_hidden", "depth"]
+    cells = seed_mean_accuracy(group, grid).join(group.groupby(grid).steps.max()).reset_index()
     floor = group.chance.dropna().iloc[0] if group.chance.notna().any() else cells.accuracy.min()
     threshold = floor + TRAINABLE_SHARE * (cells.accuracy.max() - floor)
     return cells.rename(columns={"sigma_w2_hidden": "sigma_w2"}).assign(

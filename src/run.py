@@ -1,24 +1,14 @@
 """Train one manual-backprop MLP per job: `python src/run.py -m depth=2,10,30`."""
 
 import gc
-import os
-import subprocess
 import sys
 from pathlib import Path
 
+from gradlab import tracking  # no torch in it: the helper starts first
 
-def start_wandb_helper() -> subprocess.Popen | None:
-    """W&B's start-up (imports and service, about 1 s of one core) begun before torch's import, so that it takes
-    the other core: gradlab/wandb_helper.py runs as a script, and gradlab.tracking.adopt takes it over.
-    None when WANDB_MODE or the command line turns W&B off."""
-    off = ("logger.mode=disabled", "+logger.mode=disabled", "++logger.mode=disabled")
-    if os.environ.get("WANDB_MODE") == "disabled" or any(arg in off for arg in sys.argv[1:]):
-        return None
-    helper = [sys.executable, str(Path(__file__).resolve().parent / "gradlab" / "wandb_helper.py")]
-    return subprocess.Popen(helper, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-
-
-WANDB_HELPER = start_wandb_helper()
+# W&B's start-up (imports and service, about 1 s of one core) runs in the helper while this process imports torch,
+# so that it takes the other core; gradlab.tracking's jobs take the helper over.
+tracking.start_helper_early(sys.argv[1:])
 
 import hydra  # noqa: E402  (after the helper's start, on purpose)
 import torch  # noqa: E402
@@ -27,7 +17,6 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from gradlab import tracking  # noqa: E402
 from gradlab.config import ConfigError, register_configs  # noqa: E402
 from gradlab.data import DataUnavailable  # noqa: E402
 from gradlab.experiment import Job, JobInterrupted, run_job  # noqa: E402
@@ -37,8 +26,6 @@ from gradlab.sweeps import available_cores, threads_per_job  # noqa: E402
 CORES = torch.get_num_threads()  # torch's own count (OMP_NUM_THREADS, else the cores), before any job changes it
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 register_configs()
-if WANDB_HELPER is not None:
-    tracking.adopt(WANDB_HELPER)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -10,9 +10,9 @@ import torch
 from gradlab.theory import (
     log10_delta_rms_profile,
     log10_first_to_last_ratios,
-    preactivation_lengths,
     stream_lengths,
 )
+from theory_views import preactivation_lengths
 
 SIZES = [10, *[64] * 7, 3]
 

@@ -7,10 +7,11 @@ import pytest
 from conftest import CONF, compose_config, run_cli
 from gradlab.activations import ACTIVATIONS
 from gradlab.config import DATASET_OPTIONS as DATASET_FIELDS
-from gradlab.config import ConfigError, config_keys, loss_name, schema_keys, validate
+from gradlab.config import ConfigError, config_keys, loss_name, schema_keys
 from gradlab.data import DATASETS
 from gradlab.experiment import prepare
 from gradlab.inits import INITS
+from gradlab.validation import validate
 
 DATASET_OPTIONS = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))
 

@@ -12,9 +12,10 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import CONF, REPO, compose_config
-from gradlab.config import ConfigError, schema_keys, validate
+from gradlab.config import ConfigError, schema_keys
 from gradlab.mlp import MLP
 from gradlab.overrides import check_overrides, config_groups
+from gradlab.validation import validate
 
 README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))
@@ -107,7 +108,7 @@ def test_teaching_table_quotes_code_as_it_is_in_the_function_it_names(fragment: 
 
 def test_teaching_table_quotes_the_whole_forward_and_backward():
     functions = {function for _, _, function in quoted_code()}
-    assert {"affine_forward", "affine_backward", "MLP.backward", "MLP.below", "gradients"} <= functions
+    assert {"affine_forward", "affine_backward", "MLP.backprop", "MLP.input_backward", "gradients"} <= functions
     assert len(quoted_code()) >= 12
 
 
@@ -123,6 +124,17 @@ def test_api_example_runs_and_gives_one_gradient_per_parameter():
     namespace: dict = {}
     exec(code_blocks(API.read_text(), "python")[0], namespace)
     assert len(namespace["grads"]) == len(namespace["net"].parameters())
+
+
+def test_api_protocol_example_gives_the_same_gradients_as_the_stateful_one():
+    namespace: dict = {}
+    first, protocol = code_blocks(API.read_text(), "python")[:2]
+    exec(first, namespace)
+    exec(protocol, namespace)
+    for stateful, passed in zip(namespace["grads"], namespace["back"].grads, strict=True):
+        assert torch.equal(stateful, passed)
+    names = {name for layer, time, name, _ in namespace["rows"].per_replica()[0] if layer is not None}
+    assert {"grad_norm", "delta_rms", "update_ratio", "act_std"} <= names
 
 
 @pytest.mark.parametrize(("page", "target"), relative_links(), ids=lambda v: str(v).replace(str(REPO), ""))

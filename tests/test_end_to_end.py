@@ -41,7 +41,7 @@ def test_sweep_leaves_one_readable_job_folder_per_depth(depth_sweep: Path):
 @pytest.mark.parametrize("index, depth", [(0, 2), (1, 10), (2, 30)])
 def test_step0_profile_covers_every_layer(depth_sweep: Path, index: int, depth: int):
     metrics = pd.read_parquet(job_dirs(depth_sweep)[index] / "metrics.parquet")
-    assert list(metrics.columns) == ["replica", "step", "epoch", "layer", "name", "value"]
+    assert list(metrics.columns) == ["replica", "step", "epoch", "layer", "time", "name", "value"]
     assert metrics.layer.dtype == "Int64" and metrics.step.dtype == "int64"  # 1, 2, <NA>; not 1.0, 2.0, NaN
     assert set(metrics.replica) == {0}
     at_init = metrics[(metrics.step == 0) & metrics.layer.notna()]

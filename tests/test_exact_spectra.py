@@ -1,15 +1,17 @@
 """The Jacobian's spectrum is exact at any depth: float64 whatever the network's dtype, and never an explicit
 product, so that singular values far below the largest (e^-2000 at depth 1000) keep their relative accuracy."""
 
+import functools
 import math
 
 import mpmath
 import pytest
 import torch
 
+from gradlab.architecture import ARCHS
 from gradlab.jacobian import jacobian_rows, log_singular_values
 from gradlab.layers import NORM_CHOICES
-from gradlab.mlp import ARCHS, MLP
+from gradlab.mlp import MLP
 from gradlab.product_svd import jacobi_log_svd, product_log_singular_values
 
 F64 = torch.float64
@@ -39,12 +41,16 @@ def test_orthogonal_linear_net_is_an_isometry_at_depth_200():
     assert log_singular_values(exact, torch.zeros(1, 32, dtype=F64)).abs().max() < 1e-12
 
 
+def hidden_output(net: MLP, x: torch.Tensor) -> torch.Tensor:
+    """h^{depth-1} by the network's own layers in evaluation mode: x^{depth-1}, or phi(n(x^{depth-1})) for a plain
+    net, as the readout's cache holds it."""
+    for l in range(1, net.depth):
+        x, _ = net.layer_forward(l, x, training=False)
+    return net.layer_forward(net.depth, x, training=False)[1].phi_u if net.architecture.outputs_phi else x
+
+
 def jacrev_spectrum(net: MLP, x: torch.Tensor) -> torch.Tensor:
-    def last_hidden(v):
-        h = v
-        for l in range(1, net.depth):
-            h, _ = net.layer_forward(l, h, training=False)
-        return h
+    last_hidden = functools.partial(hidden_output, net)
 
     one = lambda v: last_hidden(v.unsqueeze(0))[0]  # noqa: E731  one example as a batch of one
     return torch.linalg.svdvals(torch.stack([torch.func.jacrev(one)(example) for example in x]))
@@ -72,10 +78,11 @@ def test_smallest_singular_value_of_a_narrow_deep_tanh_net_agrees_with_500_digit
     x = torch.randn(1, 4, generator=torch.Generator().manual_seed(6), dtype=F64)
     mpmath.mp.dps = 500
     product, h = mpmath.eye(4), x[0]
-    for l in range(1, net.depth):
-        factor = torch.func.jacrev(lambda v, l=l: net.layer_forward(l, v.unsqueeze(0), training=False)[0][0])(h)
-        product = mpmath.matrix(factor.tolist()) * product
-        h = net.layer_forward(l, h.unsqueeze(0), training=False)[0][0]
+    maps = [lambda v, l=l: net.layer_forward(l, v.unsqueeze(0), training=False)[0][0] for l in range(1, net.depth)]
+    maps.append(lambda v: net.layer_forward(net.depth, v.unsqueeze(0), training=False)[1].phi_u[0])  # h = phi(x)
+    for layer_map in maps:
+        product = mpmath.matrix(torch.func.jacrev(layer_map)(h).tolist()) * product
+        h = layer_map(h)
     reference = sorted((float(mpmath.log(s)) for s in mpmath.svd_r(product, compute_uv=False)), reverse=True)
     logs = log_singular_values(net, x)[0].tolist()
     assert reference[-1] < -50  # the test's point: far below what an explicit float64 product resolves
@@ -90,7 +97,7 @@ def test_exact_zeros_are_counted_apart_from_tiny_values():
     relu.biases[0] = torch.tensor([-1e3] * 5 + [1e3] * 3, dtype=F64)
     logs = log_singular_values(relu, torch.randn(2, 8, generator=torch.Generator().manual_seed(0), dtype=F64))
     assert (logs.isinf().sum(-1) == 5).all() and logs[:, :3].isfinite().all()
-    rows = {name: value for _, name, value in jacobian_rows(logs.unsqueeze(0)).rows()}
+    rows = {name: value for _, _, name, value in jacobian_rows(logs.unsqueeze(0)).per_replica()[0]}
     assert rows["jac_sv_zero"] == pytest.approx(5 / 8) and rows["jac_sv_min"] == 0.0
     sigmoid = MLP([8] * 30 + [2], "sigmoid", "xavier_normal", seed=0)
     logs = log_singular_values(sigmoid, torch.randn(2, 8, generator=torch.Generator().manual_seed(0)))

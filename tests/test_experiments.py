@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import CONF
-from gradlab.config import validate
+from gradlab.validation import validate
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 

@@ -118,7 +118,7 @@ def test_summary_is_strict_json_with_non_finite_values_as_null(tmp_path: Path):
 
 
 def epoch_of_measurements(epoch: int, steps: int) -> list[Measurement]:
-    rows = [(layer, "grad_norm", float(epoch * 100 + layer)) for layer in (1, 2, 3)]
+    rows = [(layer, None, "grad_norm", float(epoch * 100 + layer)) for layer in (1, 2, 3)]
     return [Measurement(epoch * steps + s, epoch, rows, epoch_end=s == steps - 1) for s in range(steps)]
 
 

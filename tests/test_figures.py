@@ -10,7 +10,7 @@ import pytest
 from matplotlib.collections import PolyCollection, QuadMesh
 from matplotlib.lines import Line2D
 
-from analysis import figures_init, figures_training
+from analysis import figures_init, figures_training, needs
 from analysis.layout import facet_grid, set_title
 from analysis.style import INIT_STYLES, THEORY, series_color
 from gradlab.activations import ACTIVATIONS
@@ -158,7 +158,7 @@ def test_update_ratio_figure_keeps_a_hundred_layers_legible_with_the_guide(ax):
     deep = run_rows(0, 100)
     figures_training.update_ratio_curves(deep, ax)
     layer_lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 4]
-    assert len(layer_lines) == figures_training.MAX_LAYER_LINES
+    assert len(layer_lines) == needs.MAX_LAYER_LINES
     guide = [line for line in ax.get_lines() if list(line.get_ydata()) == [1e-3, 1e-3]]
     assert len(guide) == 1 and ax.get_yscale() == "log"
 

@@ -13,10 +13,11 @@ import torch.nn.functional as F
 
 from conftest import compose_config
 from gradlab.activations import ACTIVATIONS
+from gradlab.architecture import ARCHS
 from gradlab.experiment import Job, prepare, run_job
 from gradlab.jacobian import jacobian_rows
 from gradlab.layers import NORM_CHOICES
-from gradlab.mlp import ARCHS, MLP
+from gradlab.mlp import MLP
 
 
 def make_net(arch: str, norm: str, activation: str, depth: int = 4, replicas: int = 1) -> MLP:
@@ -120,7 +121,7 @@ def test_gaussian_linear_network_mean_log_singular_value_is_a_sum_of_digammas():
 
 def test_jacobian_rows_follow_their_definitions():
     spectra = torch.tensor([[[4.0, 1.0, 0.0], [2.0, 0.5, 0.25]]], dtype=torch.float64)  # one replica, 2 examples
-    rows = {name: value for _, name, value in jacobian_rows(spectra.log()).rows()}  # ln s, -inf for the zero
+    rows = {name: value for _, _, name, value in jacobian_rows(spectra.log()).per_replica()[0]}  # ln 0 = -inf
     nonzero_logs = [math.log(v) for v in (4.0, 1.0, 2.0, 0.5, 0.25)]
     mean = sum(nonzero_logs) / 5
     assert rows["jac_sv_max"] == 4.0 and rows["jac_sv_min"] == 0.0

@@ -10,7 +10,7 @@ from gradlab.inits import INITS
 from gradlab.losses import LOSSES
 from gradlab.mlp import MLP
 from gradlab.optim import SGD, Adam, apply, clip_by_global_norm, global_norm, tensor_norms
-from gradlab.stats import LAYER_METRICS, layer_stats
+from gradlab.stats import LAYER_METRICS
 
 DEPTHS = [1, 2, 3, 4, 5]
 TOLERANCE = 1e-10
@@ -130,15 +130,18 @@ def per_example_delta_rms(net: MLP, x: torch.Tensor, y: torch.Tensor, loss_name:
     return (squares / len(x)).sqrt().tolist()
 
 
-def measure(net: MLP, grads: list[torch.Tensor], lr: float):
-    """layer_stats for a first momentum-free SGD step of size lr."""
-    updates = SGD(net.parameters(), lr).updates(grads)
-    return layer_stats(net, tensor_norms(grads, net.batched), updates.norms(net.depth, net.batched))
+def measure(net: MLP, x: torch.Tensor, y: torch.Tensor, loss_name: str, lr: float):
+    """The network's statistics for a first momentum-free SGD step of size lr."""
+    trace = net.trace(x)
+    back = net.backprop(trace, LOSSES[loss_name].value_and_grad(trace.logits, y)[1] / y.shape[-1])
+    updates = SGD(net.parameters(), lr).updates(back.grads)
+    return net.measure(trace, back, tensor_norms(back.grads, net.batched), updates)
 
 
 def rows_by_key(measured) -> dict[tuple[int, str], float]:
-    rows = measured.rows()
-    table = {(layer, name): value for layer, name, value in rows}
+    rows = measured.per_replica()[0]
+    assert all(time is None for _, time, _, _ in rows)  # an MLP's rows are keyed by layer alone
+    table = {(layer, name): value for layer, _, name, value in rows}
     assert len(table) == len(rows), "a (layer, name) pair appears twice"
     return table
 
@@ -148,7 +151,7 @@ def rows_by_key(measured) -> dict[tuple[int, str], float]:
 def test_delta_rms_is_the_per_example_rms_of_dloss_dz(activation, loss_name):
     net, x, y = make_case(activation, "kaiming_normal", loss_name, depth=4, batch=7)
     expected = per_example_delta_rms(net, x, y, loss_name)
-    table = rows_by_key(measure(net, manual_backward(net, x, y, loss_name), lr=0.1))
+    table = rows_by_key(measure(net, x, y, loss_name, lr=0.1))
     for layer in range(1, net.depth + 1):
         assert table[(layer, "delta_rms")] == pytest.approx(expected[layer - 1], rel=TOLERANCE)
 
@@ -159,7 +162,7 @@ def test_layer_stats_rows_match_direct_computation(activation, depth):
     net, x, y = make_case(activation, "xavier_uniform", "cross_entropy", depth)
     ref_grads, _, hiddens = autograd_reference(net, x, y, "cross_entropy")
     lr = 0.3
-    table = rows_by_key(measure(net, manual_backward(net, x, y, "cross_entropy"), lr))
+    table = rows_by_key(measure(net, x, y, "cross_entropy", lr))
     grad_metrics = set(LAYER_METRICS) - ACT_METRICS - {"norm_weight_grad_norm", "branch_avg_var"}
     expected_keys = {(layer, name) for layer in range(1, depth + 1) for name in grad_metrics}
     expected_keys |= {(layer, name) for layer in range(1, depth) for name in ACT_METRICS}
@@ -175,7 +178,7 @@ def test_layer_stats_rows_match_direct_computation(activation, depth):
         step_ratio = ((w - stepped).norm() / w.norm()).item()
         assert table[(layer, "update_ratio")] == pytest.approx(step_ratio, rel=1e-8)
     for layer, h in enumerate(hiddens, start=1):
-        z = net.caches[layer - 1].z
+        z = (x if layer == 1 else hiddens[layer - 2]) @ net.weights[layer - 1] + net.biases[layer - 1]  # phi's argument
         assert table[(layer, "act_mean")] == pytest.approx(h.mean().item(), rel=TOLERANCE, abs=1e-15)
         assert table[(layer, "act_std")] == pytest.approx(h.std(correction=0).item(), rel=TOLERANCE)
         assert table[(layer, "avg_sq_mean")] == pytest.approx(h.mean(0).pow(2).mean().item(), rel=TOLERANCE)

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from gradlab.activations import ACTIVATIONS
+from gradlab.architecture import ARCHS
 from gradlab.layers import NORM_CHOICES
 from gradlab.losses import LOSSES
-from gradlab.mlp import ARCHS, MLP
-from gradlab.optim import tensor_norms
-from gradlab.stats import layer_stats
+from gradlab.mlp import MLP
+from gradlab.optim import Step, tensor_norms
 
 TOLERANCE = 1e-10
 CE = LOSSES["cross_entropy"]
@@ -94,7 +94,7 @@ def autograd_reference(net: MLP, x: torch.Tensor, y: torch.Tensor, r: int | None
 
 
 def manual_backward(net: MLP, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
-    return net.backward(CE.grad(net.forward(x), y) / y.shape[-1])
+    return net.backward(CE.value_and_grad(net.forward(x), y)[1] / y.shape[-1])
 
 
 @pytest.mark.parametrize("depth", [2, 3, 5])
@@ -140,7 +140,7 @@ def test_batchnorm_running_statistics_match_torch_and_evaluation_uses_them():
     for _ in range(4):
         batch = 2.0 + 3.0 * torch.randn(8, 4, generator=gen, dtype=torch.float64)
         net.forward(batch)
-        reference(net.caches[0].z)  # the same pre-activations, in training mode
+        reference(net.last_trace.layers[0].z)  # the same pre-activations, in training mode
     torch.testing.assert_close(net.running_means[0], reference.running_mean, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(net.running_vars[0], reference.running_var, rtol=1e-12, atol=1e-14)
     reference.eval()
@@ -152,18 +152,20 @@ def test_batchnorm_running_statistics_match_torch_and_evaluation_uses_them():
 
 def test_residual_and_norm_statistics_match_direct_computation():
     net, x, y = make_net("residual", "layernorm", "relu", depth=4)
-    grads = manual_backward(net, x, y)
+    trace = net.trace(x)
+    back = net.backprop(trace, CE.value_and_grad(trace.logits, y)[1] / y.shape[-1])
     expected, _ = autograd_reference(net, x, y)
-    table = {(l, name): v for l, name, v in layer_stats(net, tensor_norms(grads, False), torch.ones(4)).rows()}
+    measured = net.measure(trace, back, tensor_norms(back.grads, False), Step(back.grads, 1.0))
+    table = {(l, name): v for l, _, name, v in measured.per_replica()[0]}
     gammas = expected[8:11]  # after 4 weights and 4 biases: gamma of layers 2, 3, 4
     for l, d_gamma in zip([2, 3, 4], gammas, strict=True):
         assert table[(l, "norm_weight_grad_norm")] == pytest.approx(d_gamma.norm().item(), rel=TOLERANCE)
     for l in (1, 2, 3):
-        stream = net.hidden[l - 1]
+        stream = net.hidden_outputs(trace)[l - 1]
         assert table[(l, "avg_var")] == pytest.approx(stream.var(0, correction=0).mean().item(), rel=TOLERANCE)
         assert table[(l, "avg_sq_mean")] == pytest.approx(stream.mean(0).pow(2).mean().item(), rel=TOLERANCE)
     for l in (2, 3):
-        branch = net.hidden[l - 1] - net.hidden[l - 2]  # alpha z^l
+        branch = net.hidden_outputs(trace)[l - 1] - net.hidden_outputs(trace)[l - 2]  # alpha z^l
         assert table[(l, "branch_avg_var")] == pytest.approx(branch.var(0, correction=0).mean().item(), rel=1e-8)
     assert {l for l, name in table if name == "saturation"} == {2, 3, 4}  # where phi is applied
     assert (1, "branch_avg_var") not in table and (4, "avg_var") not in table

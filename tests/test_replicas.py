@@ -21,7 +21,7 @@ def trained_rows(*overrides: str) -> pd.DataFrame:
     setup = prepare(cfg)
     seen = []
     train(setup.net, setup.loss, setup.split, train_settings(cfg), seen.append)
-    rows = [(m.replica, m.step, layer, name, value) for m in seen for layer, name, value in m.rows]
+    rows = [(m.replica, m.step, layer, name, value) for m in seen for layer, _, name, value in m.rows]
     return pd.DataFrame(rows, columns=["replica", "step", "layer", "name", "value"]).fillna({"layer": 0})
 
 
@@ -56,10 +56,10 @@ def test_batched_backward_equals_each_replicas_own_backward():
     x = torch.randn(2, 7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     y = torch.randint(0, 3, (2, 7), generator=torch.Generator().manual_seed(2))
     ce = LOSSES["cross_entropy"]
-    grads = net.backward(ce.grad(net.forward(x), y) / 7)
+    grads = net.backward(ce.value_and_grad(net.forward(x), y)[1] / 7)
     for r in range(2):
         alone = MLP([4, 5, 5, 3], activation="tanh", dtype=torch.float64, seed=r)
-        own = alone.backward(ce.grad(alone.forward(x[r]), y[r]) / 7)
+        own = alone.backward(ce.value_and_grad(alone.forward(x[r]), y[r])[1] / 7)
         for grad, grad_r in zip(grads, own, strict=True):
             torch.testing.assert_close(grad[r], grad_r, rtol=1e-12, atol=1e-14)
 
@@ -76,7 +76,7 @@ def test_a_diverging_replica_is_frozen_while_the_others_train_on():
     assert max(m.step for m in seen if m.replica in (0, 2)) == result.steps == 30
     assert all(torch.isfinite(w[0]).all() and torch.isfinite(w[2]).all() for w in setup.net.weights)
     assert all(torch.equal(p[1], torch.zeros_like(p[1])) for p in setup.net.weights + setup.net.biases)
-    last = {name: value for layer, name, value in next(m for m in seen if m.replica == 1 and not m.epoch_end).rows
+    last = {name: value for layer, _, name, value in next(m for m in seen if m.replica == 1 and not m.epoch_end).rows
             if layer == 1}
     assert last["weight_norm"] > 1e20  # its record shows the weights it diverged with, not the frozen zeros
 
@@ -85,7 +85,8 @@ def test_replica_run_record_has_a_replica_column_and_per_replica_summary(tmp_pat
     cfg = compose_config("epochs=1", "depth=3", "replicas=2", "seed=7", "logger.mode=disabled")
     run_job(cfg, Job(tmp_path, "replicas"))
     metrics = pd.read_parquet(tmp_path / "metrics.parquet")
-    assert list(metrics.columns) == ["replica", "step", "epoch", "layer", "name", "value"]
+    assert list(metrics.columns) == ["replica", "step", "epoch", "layer", "time", "name", "value"]
+    assert metrics["time"].isna().all()  # an MLP has no time steps
     assert sorted(metrics.replica.unique()) == [0, 1]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [(r["replica"], r["seed"], r["status"]) for r in summary["replicas"]] == [(0, 7, "completed"),
@@ -95,8 +96,8 @@ def test_replica_run_record_has_a_replica_column_and_per_replica_summary(tmp_pat
 
 
 def test_wandb_keys_carry_the_replica_in_replica_runs():
-    assert wandb_key(7, "grad_norm", 2) == "grad_norm/layer_07/replica_2"
-    assert wandb_key(None, "test_loss", 0) == "test_loss/replica_0"
+    assert wandb_key(7, None, "grad_norm", 2) == "grad_norm/layer_07/replica_2"
+    assert wandb_key(None, None, "test_loss", 0) == "test_loss/replica_0"
 
 
 def test_summary_finals_are_means_over_the_replicas_that_did_not_diverge(tmp_path: Path):

@@ -12,12 +12,11 @@ import pytest
 import torch
 
 from gradlab.theory import (
-    delta_rms_ratios,
-    hidden_second_moments,
     log10_delta_rms_profile,
     log10_first_to_last_ratios,
     stream_lengths,
 )
+from theory_views import delta_rms_ratios, hidden_second_moments
 
 DEPTH, WIDTH, BATCH, SEEDS = 20, 512, 128, (0, 1, 2, 3)
 SIZES = [64, *[WIDTH] * (DEPTH - 1), 10]

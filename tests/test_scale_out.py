@@ -49,11 +49,11 @@ def test_two_job_sweep_under_launcher_leaves_complete_records(tmp_path: Path, la
 
 
 def test_small_work_runs_on_one_thread_and_large_work_on_every_core():
-    assert torch_threads([64, 64, 64, 10], rows=100, cores=8) == 1  # the default network: 0.4 M multiply-adds
-    assert torch_threads([64, 96, 96, 10], rows=100, cores=8) == 1  # 0.9 M
-    assert torch_threads([64, 128, 128, 10], rows=100, cores=8) == 8  # 1.6 M
-    assert torch_threads([784, 1024, 1024, 10], rows=512, cores=2) == 2
-    assert torch_threads([64, 64, 10], rows=100 * 8, cores=4) == 4  # 8 replicas of the default width: 3.3 M
+    assert torch_threads(64 * 64, rows=100, cores=8) == 1  # the default network: 0.4 M multiply-adds
+    assert torch_threads(96 * 96, rows=100, cores=8) == 1  # 0.9 M
+    assert torch_threads(128 * 128, rows=100, cores=8) == 8  # 1.6 M
+    assert torch_threads(1024 * 1024, rows=512, cores=2) == 2
+    assert torch_threads(64 * 64, rows=100 * 8, cores=4) == 4  # 8 replicas of the default width: 3.3 M
 
 
 def test_joblib_threads_split_the_cores_between_parallel_jobs():

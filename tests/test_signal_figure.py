@@ -21,7 +21,8 @@ def signal_rows(run: int, depth: int, arch: str = "plain", activation: str = "re
                 rows.append((step, layer, "branch_avg_var", 2.0 ** (layer - 1)))
         rows.append((step, depth, "delta_rms", 1.0))  # other metrics in the frame are left alone
     frame = pd.DataFrame(rows, columns=["step", "layer", "name", "value"])
-    return frame.assign(run=run, depth=depth, seed=0, activation=activation, init=init, series=f"depth={depth}",
+    return frame.assign(run=run, time=pd.array([None] * len(frame), dtype="Int64"), net="mlp", depth=depth, seed=0,
+                        activation=activation, init=init, series=f"depth={depth}",
                         line=f"depth={depth}", curve="", shade=depth / 10, panel=f"{activation} · {init}",
                         column=init, column_order=5, status="completed")
 

@@ -11,14 +11,13 @@ from gradlab.inits import INITS
 from gradlab.mlp import MLP
 from gradlab.theory import (
     chi,
-    delta_rms_ratios,
     gaussian_expectation,
     length_map,
     log10_delta_rms_profile,
     log10_first_to_last_ratios,
-    preactivation_lengths,
     weight_scale,
 )
+from theory_views import delta_rms_ratios, preactivation_lengths
 
 SQUARE = [64, 64, 64, 64, 64, 64]
 

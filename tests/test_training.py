@@ -34,10 +34,10 @@ def test_epochs_zero_records_only_the_state_at_init():
     result, seen = measurements("epochs=0", "depth=4")
     assert (result.status, result.steps, result.diverged_at_step) == ("completed", 0, None)
     assert {m.step for m in seen} == {0}
-    names = {name for m in seen for layer, name, _ in m.rows if layer is None}
+    names = {name for m in seen for layer, _, name, _ in m.rows if layer is None}
     assert {"train_loss", "test_loss", "train_accuracy", "test_accuracy", "batch_loss"} <= names
     for metric in ("grad_norm", "delta_rms"):
-        assert sorted(layer for m in seen for layer, name, _ in m.rows if name == metric) == [1, 2, 3, 4]
+        assert sorted(layer for m in seen for layer, _, name, _ in m.rows if name == metric) == [1, 2, 3, 4]
 
 
 def test_layer_measurements_come_at_step_0_and_every_log_every_steps():
@@ -68,7 +68,7 @@ def test_clipping_bounds_each_steps_global_gradient_norm():
     def on_measure(m) -> None:
         if not m.epoch_end:  # measured on the step's mini-batch, before its update
             snapshots.append(torch.cat([p.flatten() for p in setup.net.weights + setup.net.biases]).double())
-            squares = [v**2 for layer, name, v in m.rows if name in ("grad_norm", "bias_grad_norm")]
+            squares = [v**2 for layer, _, name, v in m.rows if name in ("grad_norm", "bias_grad_norm")]
             raw_norms.append(math.sqrt(sum(squares)))
 
     result = train(setup.net, setup.loss, setup.split, train_settings(cfg), on_measure)
@@ -84,7 +84,7 @@ def test_clipping_bounds_each_steps_global_gradient_norm():
 def test_divergence_stops_at_once_with_the_non_finite_step_recorded():
     result, seen = measurements("epochs=3", "depth=3", "init=normal", "activation=relu", "lr=1000")
     assert result.status == "diverged" and result.diverged_at_step == result.steps == seen[-1].step
-    last = dict(((layer, name), value) for layer, name, value in seen[-1].rows)
+    last = dict(((layer, name), value) for layer, _, name, value in seen[-1].rows)
     assert not all(math.isfinite(v) for v in last.values())
 
 
@@ -103,9 +103,9 @@ def test_run_job_writes_a_tidy_record_with_its_summary(tmp_path: Path):
 
 
 def test_wandb_keys_name_the_layer_with_two_digits():
-    assert wandb_key(7, "grad_norm") == "grad_norm/layer_07"
-    assert wandb_key(30, "delta_rms") == "delta_rms/layer_30"
-    assert wandb_key(None, "train_loss") == "train_loss"
+    assert wandb_key(7, None, "grad_norm") == "grad_norm/layer_07"
+    assert wandb_key(30, None, "delta_rms") == "delta_rms/layer_30"
+    assert wandb_key(None, None, "train_loss") == "train_loss"
 
 
 def test_wandb_mode_environment_variable_wins(monkeypatch):

@@ -13,7 +13,7 @@ CE = LOSSES["cross_entropy"]
 
 def backward_error_against_autograd(net: MLP, x: torch.Tensor, y: torch.Tensor) -> float:
     """Largest relative error of net.backward's dW against autograd on the same forward."""
-    grads = net.backward(CE.grad(net.forward(x), y) / len(y))
+    grads = net.backward(CE.value_and_grad(net.forward(x), y)[1] / len(y))
     weights = [w.clone().requires_grad_(True) for w in net.weights]
     h = x
     for l, (w, b) in enumerate(zip(weights, net.biases, strict=True), start=1):

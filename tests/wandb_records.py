@@ -3,6 +3,7 @@
 W&B 0.31 reads these in Go only; this 20-line reader lets tests check what a run really holds.
 """
 
+import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,15 @@ def history(path: Path) -> list[dict[str, str]]:
         if record.WhichOneof("record_type") == "history":
             rows.append({item.key or "/".join(item.nested_key): item.value_json for item in record.history.item})
     return rows
+
+
+def logged_table(path: Path, key: str) -> dict:
+    """The wandb.Table logged under `key` ({"columns": [...], "data": [[...], ...]}), from the file that the run's
+    history points to (files/media/table/... beside the run file)."""
+    for row in history(path):
+        if f"{key}/path" in row:
+            return json.loads((Path(path).parent / "files" / json.loads(row[f"{key}/path"])).read_text())
+    raise KeyError(f"no table {key!r} in {path}")
 
 
 def first_of(path: Path, record_type: str):

@@ -4,6 +4,7 @@ The library raises and never exits: ConfigError or DataUnavailable before any re
 JobInterrupted after the record of an interrupted run is written. src/run.py maps them to exit codes.
 """
 
+import dataclasses
 import math
 import shutil
 import signal
@@ -17,18 +18,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from gradlab.config import Q_STAR, ConfigError, loss_name, train_settings, validate
+from gradlab.config import input_length, loss_name, train_settings
 from gradlab.data import DATASETS, Split, input_length_quantiles, rescale_lengths
 from gradlab.losses import LOSSES, Loss
 from gradlab.measurement import Measurement
-from gradlab.mlp import MLP
+from gradlab.network import Network
+from gradlab.networks import NETWORKS
 from gradlab.record import RunRecord, git_commit, library_versions
 from gradlab.result_lines import job_line, skip_line
 from gradlab.sweeps import recorded_status, torch_threads
-from gradlab.theory import weight_scale
-from gradlab.theory_depth import length_fixed_point
 from gradlab.tracking import HelperLogger, NullLogger, start_logger
-from gradlab.train import TrainResult, train
+from gradlab.train import TrainResult, TrainSettings, train
+from gradlab.validation import validate, validate_data
 
 FINAL_NAMES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
@@ -55,30 +56,24 @@ class Job(NamedTuple):
 
 
 class Setup(NamedTuple):
-    net: MLP
+    net: Network
     loss: Loss
     split: Split
-    facts: dict[str, Any]  # what the theory needs, known once the data is loaded; goes into summary.json
+    facts: dict[str, Any]  # what the theory and the analysis need, known once the data is loaded: summary.json
+    settings: TrainSettings
 
 
 def prepare(cfg: DictConfig) -> Setup:
     """Check the config, load the data, build the network; raises ConfigError or DataUnavailable."""
     validate(cfg)
     split, q0 = load_split(cfg)
+    validate_data(cfg, split)
     loss = LOSSES[loss_name(cfg)]
-    sizes = [split.x_train.shape[1], *[cfg.width] * (cfg.depth - 1), loss.out_dim(split.n_classes)]
-    if cfg.norm == "batchnorm" and len(split.x_train) % cfg.batch_size == 1:
-        raise ConfigError(f"norm='batchnorm' with batch_size={cfg.batch_size} leaves a last mini-batch of one of the "
-                          f"{len(split.x_train)} training examples, which has no variance; choose another batch_size")
-    net = MLP(sizes, cfg.activation, cfg.init, seed=cfg.seed, replicas=cfg.replicas, init_gain=cfg.init_gain,
-              device=cfg.device, dtype=split.x_train.dtype, arch=cfg.arch, residual_scale=cfg.residual_scale,
-              norm=cfg.norm, bias_std=cfg.bias_std)
-    facts = {"layer_sizes": sizes, "loss_in_force": loss_name(cfg), "input_q0": q0,
-             "input_q0_quantiles": input_length_quantiles(split.x_train),
-             "sigma_w2": [weight_scale(cfg.init, n_in, n_out, cfg.init_gain)
-                          for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)],
-             "sigma_b2": cfg.bias_std**2, "jacobian": jacobian_fact(cfg, sizes, len(split.x_test))}
-    return Setup(net, loss, split, facts)
+    built = NETWORKS[cfg.net](cfg, split, loss)
+    facts = {"net": cfg.net, "loss_in_force": loss_name(cfg), "input_q0": q0,
+             "input_q0_quantiles": input_length_quantiles(split.x_train), **built.facts}
+    settings = dataclasses.replace(train_settings(cfg), jacobian_examples=built.jacobian_examples)
+    return Setup(built.net, loss, split, facts, settings)
 
 
 def load_split(cfg: DictConfig) -> tuple[Split, float | None]:
@@ -97,28 +92,6 @@ def load_split(cfg: DictConfig) -> tuple[Split, float | None]:
                  split.n_classes), q0
 
 
-def input_length(cfg: DictConfig) -> float | None:
-    """dataset.q0 as a number: as given, or q* for q_star; raises ConfigError where q* is not finite."""
-    if cfg.dataset.q0 != Q_STAR:
-        return None if cfg.dataset.q0 is None else float(cfg.dataset.q0)
-    sigma_w2, sigma_b2 = weight_scale(cfg.init, cfg.width, cfg.width, cfg.init_gain), cfg.bias_std**2
-    q_star = length_fixed_point(cfg.activation, sigma_w2, sigma_b2)
-    if not 0 < q_star < math.inf:
-        raise ConfigError(f"dataset.q0={Q_STAR}: activation={cfg.activation} at sigma_w^2={sigma_w2:.4g}, "
-                          f"sigma_b^2={sigma_b2:.4g} has no finite nonzero fixed point q*; expected a number")
-    return q_star
-
-
-def jacobian_fact(cfg: DictConfig, sizes: list[int], n_test: int) -> dict[str, Any]:
-    """What the record holds of J = d h^{depth-1} / d x, or why it holds none."""
-    if cfg.jacobian.examples == 0:
-        return {"examples": 0, "why_none": "jacobian.examples=0"}
-    if cfg.depth == 1:
-        return {"examples": 0, "why_none": "depth 1 has no hidden layer, so no input-output Jacobian"}
-    return {"examples": min(cfg.jacobian.examples, n_test), "shape": [sizes[-2], sizes[0]],
-            "every_epoch": cfg.jacobian.every_epoch, "mode": "evaluation (batch norm: running statistics)"}
-
-
 def discard(run_dir: Path) -> None:
     """Remove a job folder that holds no record (Hydra made it before our checks ran)."""
     if not (run_dir / "summary.json").exists():
@@ -133,8 +106,8 @@ class Progress:
 
     def update(self, measurement: Measurement) -> None:
         self.bar.update(measurement.step - self.bar.n)
-        for layer, name, value in measurement.rows:
-            if layer is None and name in ("batch_loss", "train_loss"):
+        for layer, step_in_time, name, value in measurement.rows:
+            if layer is None and step_in_time is None and name in ("batch_loss", "train_loss"):
                 self.bar.set_postfix({name: f"{value:.4g}"}, refresh=False)
 
 
@@ -156,7 +129,8 @@ def run_job(cfg: DictConfig, job: Job) -> str:
         discard(job.run_dir)
         raise
     if job.cores is not None:
-        torch.set_num_threads(torch_threads(setup.facts["layer_sizes"], cfg.batch_size * cfg.replicas, job.cores))
+        largest = max(p.numel() for p in setup.net.parameters()) // cfg.replicas  # a weight matrix, in any family
+        torch.set_num_threads(torch_threads(largest, cfg.batch_size * cfg.replicas, job.cores))
     try:
         summary = train_recorded(cfg, setup, job)
     finally:
@@ -192,7 +166,7 @@ def train_recorded(cfg: DictConfig, setup: Setup, job: Job) -> dict[str, Any]:
             for sink in sinks:
                 sink(measurement)
 
-        result = train(setup.net, setup.loss, setup.split, train_settings(cfg), on_measure)
+        result = train(setup.net, setup.loss, setup.split, setup.settings, on_measure)
         summary.update(status=result.status, steps=result.steps, diverged_at_step=result.diverged_at_step)
         exit_code = 0
     except KeyboardInterrupt:

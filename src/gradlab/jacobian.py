@@ -1,8 +1,8 @@
 """The input-output Jacobian's singular values (dynamical isometry: Saxe et al. 2014; Pennington et al. 2017).
 
-J(x) = d h^{depth-1} / d x per example, as the product of the hidden layers' own Jacobians (MLP.tangent_steps,
-from gradlab's hand-written layers), taken in float64 whatever the network's dtype and never formed explicitly
-(gradlab.product_svd): every singular value comes out to about 1e-12 relative accuracy at any depth, as ln s.
+J(x) = d h^{depth-1} / d x per example, as the product of the hidden layers' own Jacobians (the network's
+tangent_steps: gradlab.network.HasJacobian), taken in float64 whatever the network's dtype and never formed
+explicitly (gradlab.product_svd): every singular value comes out to about 1e-12 relative accuracy at any depth.
 """
 
 import math
@@ -10,15 +10,15 @@ import math
 import torch
 from torch import Tensor
 
-from gradlab.measurement import Block
-from gradlab.mlp import MLP
+from gradlab.measurement import Block, whole
+from gradlab.network import HasJacobian
 from gradlab.product_svd import product_log_singular_values
 
 ISOMETRY_BAND = (0.5, 2.0)  # a singular value in this band passes a signal on within a factor 2
 JACOBIAN_METRICS = ("jac_sv_max", "jac_sv_min", "jac_log_sv_mean", "jac_log_sv_std", "jac_isometry", "jac_sv_zero")
 
 
-def log_singular_values(net: MLP, x: Tensor) -> Tensor:
+def log_singular_values(net: HasJacobian, x: Tensor) -> Tensor:
     """Each example's ln s of J, largest first: (..., B, min(n_in, widths)), float64; -inf for an exact zero (a
     direction some layer maps to exactly 0, as a ReLU unit that is off does)."""
     exact = net.cast(torch.float64)
@@ -51,4 +51,4 @@ def jacobian_rows(log_spectra: Tensor) -> Block:
     isometric = ((flat >= low) & (flat <= high)).double().mean(-1)
     zero = (~nonzero).double().mean(-1)
     values = torch.stack([flat.amax(-1).exp(), flat.amin(-1).exp(), log_mean, log_std, isometric, zero])
-    return Block([(None, name) for name in JACOBIAN_METRICS], values)
+    return Block(whole(*JACOBIAN_METRICS), values)

@@ -125,3 +125,10 @@ NORMS: dict[str, Norm] = {
     "batchnorm": Norm(dim=-2, running=True),
 }
 NORM_CHOICES = ("none", *NORMS)  # "none": no norm layer at all
+
+
+def get_norm(name: str) -> Norm | None:
+    """The norm registered as name; None for "none"."""
+    if name not in NORM_CHOICES:
+        raise ValueError(f"Unknown norm {name!r}. Expect one of {NORM_CHOICES}")
+    return NORMS.get(name)

@@ -1,9 +1,9 @@
 """Losses on logits, each with its hand-derived gradient, in one registry.
 
 `value` gives each example's own loss, shape (B,); the training loss is its mean.
-`grad` gives d loss_b / d logits_b for each example, shape (B, C): the gradient of the mean
-loss is grad / B. `value_and_grad` gives both from one pass (cross-entropy: one log-softmax),
-as a training step needs them. All are stable for any finite logits (log-sum-exp, softplus).
+`value_and_grad` gives it with d loss_b / d logits_b for each example, shape (B, C), from one pass
+(cross-entropy: one log-softmax), as a training step needs them: the gradient of the mean loss is
+grad / B. All are stable for any finite logits (log-sum-exp, softplus).
 Leading replica dimensions pass through: logits (R, B, C) with targets (R, B) or (B,) give (R, B).
 """
 
@@ -16,8 +16,7 @@ from torch import Tensor
 
 class Loss(NamedTuple):
     value: Callable[[Tensor, Tensor], Tensor]  # (logits (B, C), targets) -> (B,)
-    grad: Callable[[Tensor, Tensor], Tensor]  # (logits, targets) -> d loss_b / d logits_b, (B, C)
-    value_and_grad: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (value, grad), sharing their work
+    value_and_grad: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (value (B,), d loss_b / d logits_b (B, C))
     predict: Callable[[Tensor], Tensor]  # logits -> predicted class, (B,)
     out_dim: Callable[[int], int]  # number of classes -> number of logits
     n_classes: int | None  # classes it requires, None for any
@@ -46,11 +45,6 @@ def softmax_minus_onehot(log_probs: Tensor, index: Tensor) -> Tensor:
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """-log softmax(logits)[y], per example; targets are class indices, (B,)."""
     return negative_log_likelihood(log_softmax(logits), class_index(logits, targets))
-
-
-def cross_entropy_grad(logits: Tensor, targets: Tensor) -> Tensor:
-    """softmax(logits) - onehot(y)."""
-    return softmax_minus_onehot(log_softmax(logits), class_index(logits, targets))
 
 
 def cross_entropy_value_and_grad(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -85,14 +79,6 @@ def sign_class(logits: Tensor) -> Tensor:
 
 
 LOSSES: dict[str, Loss] = {
-    "cross_entropy": Loss(cross_entropy, cross_entropy_grad, cross_entropy_value_and_grad, argmax_class,
-                          lambda k: k, None),
-    "bce": Loss(binary_cross_entropy, binary_cross_entropy_grad, binary_cross_entropy_value_and_grad, sign_class,
-                lambda k: 1, 2),
+    "cross_entropy": Loss(cross_entropy, cross_entropy_value_and_grad, argmax_class, lambda k: k, None),
+    "bce": Loss(binary_cross_entropy, binary_cross_entropy_value_and_grad, sign_class, lambda k: 1, 2),
 }
-
-
-def get_loss(name: str) -> Loss:
-    if name not in LOSSES:
-        raise ValueError(f"Unknown loss {name!r}. Expect one of {sorted(LOSSES)}")
-    return LOSSES[name]

@@ -1,64 +1,80 @@
 """A multi-layer perceptron whose backward pass is written by hand: plain or residual, with or without norms.
 
-Layer l = 1..depth (1 nearest the input) has W^l, b^l; a hidden layer may have a norm n^l with gamma^l, beta^l.
-
-- plain:    z^l = h^{l-1} W^l + b^l;  h^l = phi(u^l), u^l = n^l(z^l) (u^l = z^l without a norm), l < depth.
-- residual: h^1 = z^1 = x W^1 + b^1;  z^l = phi(n^l(h^{l-1})) W^l + b^l and h^l = h^{l-1} + alpha z^l for
-  l = 2..depth-1;  logits = z^depth = phi(n^depth(h^{depth-1})) W^depth + b^depth (Yang & Schoenholz 2017).
+Layer l = 1..depth (1 nearest the input) has W^l, b^l, and a layer l >= 2 may have a norm n^l (gamma, beta) on its
+input. The architecture (gradlab.architecture) is one recursion over x^l, the input of the next phi:
+x^1 = z^1 = x W^1 + b^1;  x^l = skip x^{l-1} + branch z^l with z^l = phi(n^l(x^{l-1})) W^l + b^l;  logits = z^depth.
+- plain (skip 0, branch 1): h^l = phi(n^{l+1}(z^l)) is hidden layer l's output, as in the tutorial.
+- residual (skip 1, branch alpha; Yang & Schoenholz 2017): the stream h^l = x^l is its output.
 
 With `replicas=R > 1`, R independently initialized copies train as one batched computation: every tensor
 gains a leading replica dimension, (R, fan_in, fan_out), and inputs are (R, B, n) (or (B, n), shared).
 """
 
 import copy
-import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from gradlab import stats, tangents
 from gradlab.activations import get_activation
+from gradlab.architecture import get_architecture
 from gradlab.inits import get_init
 from gradlab.layers import (
-    NORM_CHOICES,
-    NORMS,
     AffineCache,
     NormCache,
     affine_backward,
     affine_forward,
-    affine_tangent,
+    get_norm,
     normalize_backward,
     normalize_forward,
     normalize_running,
-    normalize_tangent,
     update_running,
 )
-
-ARCHS = ("plain", "residual")
+from gradlab.measurement import Block
+from gradlab.network import Role
+from gradlab.optim import Step
 
 
 def replica_generators(seed: int, replicas: int) -> list[torch.Generator]:
     """One generator per replica, seeded seed, seed+1, ...: replica r is the run with seed+r."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
     return [torch.Generator().manual_seed(seed + r) for r in range(replicas)]
 
 
 class LayerCache(NamedTuple):
+    norm: NormCache | None  # n^l at the layer's input; None without a norm, and at layer 1
+    u: Tensor | None  # phi's argument n^l(x^{l-1}); None at layer 1, which applies no phi
+    phi_u: Tensor | None  # phi(u), the affine map's input, kept so that phi' can come from phi's output
     affine: AffineCache
-    z: Tensor  # the layer's affine output z^l
-    norm: NormCache | None  # None where the layer has no norm
-    u: Tensor | None  # phi's argument at this layer (None where phi is not applied)
-    phi_u: Tensor | None = None  # phi(u), kept so that phi' can come from phi's output
+    z: Tensor  # the affine output z^l
+    out: Tensor  # x^l (the logits at the last layer)
+
+
+class MLPTrace(NamedTuple):
+    """A training-mode forward pass: the logits and every layer's cache, l = 1..depth."""
+
+    logits: Tensor
+    layers: list[LayerCache]
+
+
+class MLPBackprop(NamedTuple):
+    grads: list[Tensor]  # the gradient of each of parameters(), in its order
+    deltas: list[Tensor]  # dL/dz^l, l = 1..depth
 
 
 class MLP:
-    """weights[l-1] is W^l, (fan_in, fan_out); biases[l-1] is b^l, (fan_out,); norm_weights[l-1] and
-    norm_biases[l-1] are gamma^l and beta^l of layer l's norm, (width,), or None where layer l has none:
-    in a plain net the norm of z^l (l = 1..depth-1), in a residual net n^l at the input of l's branch
-    (l = 2..depth). Biases start at 0, or N(0, bias_std^2). Replica r draws from generators[r], seeded
-    seed + r; with replicas > 1 every tensor has a leading replica dimension. The generators go on to draw
-    each replica's data order (train).
+    """weights[l-1] is W^l, (fan_in, fan_out); biases[l-1] is b^l, (fan_out,); norm_weights[k-1] and norm_biases[k-1]
+    are gamma and beta of the norm that the rows of layer k report (Architecture.row_layer), (width,), or None where
+    there is none: plain nets normalize z^k (k = 1..depth-1), residual nets the input of block k's branch
+    (k = 2..depth). Biases start at 0, or N(0, bias_std^2). Replica r draws from generators[r], seeded seed + r;
+    with replicas > 1 every tensor has a leading replica dimension. The generators go on to draw each replica's
+    data order (train).
     """
+
+    family = "mlp"
 
     def __init__(
         self,
@@ -75,14 +91,12 @@ class MLP:
         norm: str = "none",
         bias_std: float = 0.0,
     ) -> None:
-        check_architecture(sizes, replicas, arch, norm)
-        self.replicas, self.arch, self.residual_scale, self.norm_name = replicas, arch, residual_scale, norm
         self.generators = replica_generators(seed, replicas)
-        self.sizes = list(sizes)
-        self.activation_name = activation
-        self.activation = get_activation(activation)
-        sample = get_init(init).sample
-        lead = (replicas,) if self.batched else ()
+        self.sizes, self.replicas, self.residual_scale = list(sizes), replicas, residual_scale
+        self.arch, self.architecture = arch, get_architecture(arch, residual_scale)
+        self.activation_name, self.activation = activation, get_activation(activation)
+        self.norm_name, self.norm = norm, get_norm(norm)
+        lead, sample = (replicas,) if self.batched else (), get_init(init).sample
         self.weights, self.biases = [], []
         for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
             w = torch.stack([init_gain * sample(fan_in, fan_out, gen, dtype) for gen in self.generators])
@@ -91,17 +105,14 @@ class MLP:
         if bias_std:  # drawn after every weight, so bias_std changes the biases and leaves the weights as they were
             self.biases = [torch.stack([bias_std * torch.randn(b.shape[-1], generator=gen, dtype=dtype)
                                         for gen in self.generators]).reshape(b.shape).to(device) for b in self.biases]
-        normed = norm_layers(self.depth, arch) if norm != "none" else []
-        units = {l: self.sizes[l] if arch == "plain" else self.sizes[l - 1] for l in normed}  # z^l's or h^{l-1}'s
-        self.norm_weights = [torch.ones((*lead, units[l]), dtype=dtype, device=device) if l in units else None
-                             for l in range(1, self.depth + 1)]
+        row_layer = self.architecture.row_layer
+        units = {row_layer(l): self.sizes[l - 1] for l in range(2, self.depth + 1)} if self.norm else {}  # x^{l-1}'s
+        self.norm_weights = [torch.ones((*lead, units[k]), dtype=dtype, device=device) if k in units else None
+                             for k in range(1, self.depth + 1)]
         self.norm_biases = [torch.zeros_like(g) if g is not None else None for g in self.norm_weights]
-        tracked = NORMS[norm].running if norm != "none" else False
-        self.running_means = [torch.zeros_like(g) if g is not None and tracked else None for g in self.norm_weights]
-        self.running_vars = [torch.ones_like(g) if g is not None and tracked else None for g in self.norm_weights]
-        self.caches: list[LayerCache] = []
-        self.hidden: list[Tensor] = []  # h^l for l = 1..depth-1: each hidden layer's output (the stream)
-        self.deltas: list[Tensor] = []  # dL/dz^l for each layer, set by backward
+        tracked = [g if self.norm and self.norm.running else None for g in self.norm_weights]
+        self.running_means = [torch.zeros_like(g) if g is not None else None for g in tracked]
+        self.running_vars = [torch.ones_like(g) if g is not None else None for g in tracked]
 
     @property
     def depth(self) -> int:
@@ -118,124 +129,118 @@ class MLP:
         betas = [b for b in self.norm_biases if b is not None]
         return [*self.weights, *self.biases, *gammas, *betas]
 
-    def normalize(self, l: int, z: Tensor, training: bool) -> tuple[Tensor, NormCache | None]:
-        """Layer l's norm on z (the identity where l has none); training mode keeps a cache and the running stats."""
-        gamma, beta = self.norm_weights[l - 1], self.norm_biases[l - 1]
-        if gamma is None:
-            return z, None
-        norm = NORMS[self.norm_name]
-        if norm.running and not training:
-            return normalize_running(z, gamma, beta, self.running_means[l - 1], self.running_vars[l - 1])
-        if norm.running:
-            update_running(self.running_means[l - 1], self.running_vars[l - 1], z)
-        return normalize_forward(z, gamma, beta, norm.dim)
+    def roles(self) -> list[Role]:
+        """What each of parameters() is, in its order."""
+        normed = [k for k, g in enumerate(self.norm_weights, start=1) if g is not None]
+        layers = range(1, self.depth + 1)
+        return [*[Role("weight", l) for l in layers], *[Role("bias", l) for l in layers],
+                *[Role("norm_weight", k) for k in normed], *[Role("norm_bias", k) for k in normed]]
 
-    def layer_forward(self, l: int, h: Tensor, training: bool) -> tuple[Tensor, LayerCache]:
-        """Layer l from its input h (x, or h^{l-1}): its output (h^l, or the logits) and its cache."""
-        w, b, phi, last = self.weights[l - 1], self.biases[l - 1], self.activation.fn, l == self.depth
-        if self.arch == "plain":
-            z, affine = affine_forward(h, w, b)
-            if last:
-                return z, LayerCache(affine, z, None, None)
-            u, norm = self.normalize(l, z, training)
-            phi_u = phi(u)
-            return phi_u, LayerCache(affine, z, norm, u, phi_u)
+    def normalize(self, l: int, x: Tensor, training: bool) -> tuple[Tensor, NormCache | None]:
+        """n^l on layer l's input x (the identity without one); training mode keeps a cache and the running stats."""
+        k = self.architecture.row_layer(l) - 1
+        gamma, beta = self.norm_weights[k], self.norm_biases[k]
+        if gamma is None:
+            return x, None
+        if self.norm.running and not training:
+            return normalize_running(x, gamma, beta, self.running_means[k], self.running_vars[k])
+        if self.norm.running:
+            update_running(self.running_means[k], self.running_vars[k], x)
+        return normalize_forward(x, gamma, beta, self.norm.dim)
+
+    def layer_forward(self, l: int, x: Tensor, training: bool) -> tuple[Tensor, LayerCache]:
+        """Layer l from its input x^{l-1} (x itself for l = 1): x^l (the logits for l = depth) and its cache."""
+        w, b, phi = self.weights[l - 1], self.biases[l - 1], self.activation.fn
         if l == 1:
-            z, affine = affine_forward(h, w, b)
-            return z, LayerCache(affine, z, None, None)
-        u, norm = self.normalize(l, h, training)
+            z, affine = affine_forward(x, w, b)
+            return z, LayerCache(None, None, None, affine, z, z)
+        u, norm = self.normalize(l, x, training)
         phi_u = phi(u)
         z, affine = affine_forward(phi_u, w, b)
-        return (z if last else h + self.residual_scale * z), LayerCache(affine, z, norm, u, phi_u)
+        skip, branch = self.architecture.carry(l, self.depth)
+        out = x + branch * z if skip else z
+        return out, LayerCache(norm, u, phi_u, affine, z, out)
 
     def infer(self, x: Tensor) -> Tensor:
         """Logits for x, (B, fan_out) or (R, B, fan_out), in evaluation mode (batch norm's running statistics)."""
-        h = x
         for l in range(1, self.depth + 1):
-            h, _ = self.layer_forward(l, h, training=False)
-        return h
+            x, _ = self.layer_forward(l, x, training=False)
+        return x
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits for x in training mode (batch statistics); keeps what backward needs."""
-        self.caches, self.hidden = [], []
-        h = x  # (B, sizes[0]) or (R, B, sizes[0])
+    def trace(self, x: Tensor) -> MLPTrace:
+        """The forward pass in training mode (batch statistics) on x, (B, sizes[0]) or (R, B, sizes[0])."""
+        layers = []
         for l in range(1, self.depth + 1):
-            h, cache = self.layer_forward(l, h, training=True)
-            self.caches.append(cache)
-            if l < self.depth:
-                self.hidden.append(h)
-        return h
+            x, cache = self.layer_forward(l, x, training=True)
+            layers.append(cache)
+        return MLPTrace(x, layers)
 
-    def backward(self, dlogits: Tensor) -> list[Tensor]:
-        """The gradient of every tensor of parameters(), in its order, from dlogits = dL/dlogits, (..., B, n_out)."""
-        if not self.caches:
-            raise RuntimeError("backward() needs a forward() first")
-        d_weights, d_biases = [None] * self.depth, [None] * self.depth
-        d_gammas, d_betas = [None] * self.depth, [None] * self.depth
-        self.deltas = [None] * self.depth
-        dz, stream = dlogits, None  # stream: dL/dh^l of the residual stream
+    def backprop(self, trace: MLPTrace, dlogits: Tensor) -> MLPBackprop:
+        """The gradient of every tensor of parameters(), in its order, and each dL/dz^l, from dlogits = dL/dlogits."""
+        depth, arch = self.depth, self.architecture
+        d_weights, d_biases, deltas = [None] * depth, [None] * depth, [None] * depth
+        d_gammas, d_betas = [None] * depth, [None] * depth
+        dz, dx = dlogits, None  # dx: dL/dx^{l-1}
         for l in range(self.depth, 0, -1):
-            self.deltas[l - 1] = dz
-            dh, d_weights[l - 1], d_biases[l - 1] = affine_backward(dz, self.caches[l - 1].affine, input_grad=l > 1)
-            if l > 1:
-                dz, stream, norm_grads = self.below(l, dh, stream)
-                owner = l - 1 if self.arch == "plain" else l  # the layer whose norm dh went back through
-                d_gammas[owner - 1], d_betas[owner - 1] = norm_grads
-        present = [l for l in range(self.depth) if self.norm_weights[l] is not None]
-        return [*d_weights, *d_biases, *[d_gammas[l] for l in present], *[d_betas[l] for l in present]]
+            cache, deltas[l - 1] = trace.layers[l - 1], dz
+            dphi_u, d_weights[l - 1], d_biases[l - 1] = affine_backward(dz, cache.affine, input_grad=l > 1)
+            if l == 1:
+                break
+            dx_branch, norm_grads = self.input_backward(cache, dphi_u)
+            d_gammas[arch.row_layer(l) - 1], d_betas[arch.row_layer(l) - 1] = norm_grads
+            dx = dx_branch + dx if arch.carry(l, depth)[0] else dx_branch  # plus the skip's share
+            below_branch = arch.carry(l - 1, depth)[1]
+            dz = dx if below_branch == 1.0 else below_branch * dx  # x^{l-1} = ... + branch z^{l-1}
+        normed = [k for k in range(depth) if self.norm_weights[k] is not None]
+        return MLPBackprop([*d_weights, *d_biases, *[d_gammas[k] for k in normed], *[d_betas[k] for k in normed]],
+                           deltas)
 
-    def below(self, l: int, dh: Tensor, stream: Tensor | None) -> tuple[Tensor, Tensor | None, tuple]:
-        """From dh = dL/d(the input of layer l's affine map) to dz^{l-1}: back through phi and the norm between
-        them. Returns (dz^{l-1}, the residual stream's dL/dh^{l-1} or None, (dgamma, dbeta) of that norm)."""
-        cache = self.caches[l - 2] if self.arch == "plain" else self.caches[l - 1]
-        du = dh * self.phi_slope(cache)
-        dz, norm_grads = du, (None, None)
-        if cache.norm is not None:
-            dz, *norm_grads = normalize_backward(du, cache.norm)
-        if self.arch == "plain":
-            return dz, None, tuple(norm_grads)
-        stream = dz if stream is None else stream + dz  # dL/dh^{l-1}: the branch's share, plus the skip's
-        return (stream if l == 2 else self.residual_scale * stream), stream, tuple(norm_grads)
+    def input_backward(self, cache: LayerCache, dphi_u: Tensor) -> tuple[Tensor, tuple]:
+        """From dL/d phi(u) back through phi and the norm at a layer's input: (dL/dx^{l-1} through this branch,
+        (dgamma, dbeta) of the norm, or (None, None))."""
+        du = dphi_u * self.phi_slope(cache)
+        if cache.norm is None:
+            return du, (None, None)
+        dx, dgamma, dbeta = normalize_backward(du, cache.norm)
+        return dx, (dgamma, dbeta)
 
     def phi_slope(self, cache: LayerCache) -> Tensor:
         """phi'(u) at a layer: from phi's kept output where the activation offers that (no second phi), else from u."""
         from_output = self.activation.grad_from_output
         return self.activation.grad(cache.u) if from_output is None else from_output(cache.phi_u)
 
-    def tangent_steps(self, x: Tensor) -> list[Callable[[Tensor], Tensor]]:
-        """J(x) = d h^{depth-1} / d x as depth - 1 linear maps in evaluation mode: step l takes K tangents of
-        h^{l-1}, (K, ..., B, n_{l-1}), to tangents of h^l (forward mode). Batch norm uses its running
-        statistics, so each example's J depends on that example alone. Needs depth >= 2."""
-        if self.depth < 2:
-            raise ValueError("depth 1 has no hidden layer, so no input-output Jacobian")
-        h, steps = self.per_replica(x), []
-        for l in range(1, self.depth):
-            h, cache = self.layer_forward(l, h, training=False)
-            steps.append(functools.partial(self.layer_tangent, l, cache))
-        return steps
+    def measure(self, trace: MLPTrace, back: MLPBackprop, grad_norms: Tensor, updates: Step) -> Block:
+        """Every layer's statistics at this step (gradlab.stats)."""
+        return stats.layer_stats(self, trace, back, grad_norms, updates)
 
-    def layer_tangent(self, l: int, cache: LayerCache, dh: Tensor) -> Tensor:
-        """Layer l's Jacobian at its cached point applied to tangents dh of its input: tangents of its output."""
-        if self.arch == "plain":
-            dz = affine_tangent(dh, cache.affine)
-            du = dz if cache.norm is None else normalize_tangent(dz, cache.norm)
-            return du * self.phi_slope(cache)
-        if l == 1:
-            return affine_tangent(dh, cache.affine)
-        du = dh if cache.norm is None else normalize_tangent(dh, cache.norm)
-        return dh + self.residual_scale * affine_tangent(du * self.phi_slope(cache), cache.affine)
+    def hidden_outputs(self, trace: MLPTrace) -> list[Tensor]:
+        """h^l for l = 1..depth-1, each hidden layer's output: phi(n(x^l)) (plain), or the stream x^l (residual)."""
+        if self.architecture.outputs_phi:
+            return [cache.phi_u for cache in trace.layers[1:]]
+        return [cache.out for cache in trace.layers[:-1]]
+
+    # The tutorial's stateful API: forward keeps the trace for backward, as nn.Module does; the loop passes it.
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for x in training mode; keeps the trace for backward() and `hidden`."""
+        self.last_trace = self.trace(x)
+        self.hidden = self.hidden_outputs(self.last_trace)
+        return self.last_trace.logits
+
+    def backward(self, dlogits: Tensor) -> list[Tensor]:
+        """The gradients of parameters(), in its order, for the last forward(); keeps each dL/dz^l in `deltas`."""
+        if not hasattr(self, "last_trace"):
+            raise RuntimeError("backward() needs a forward() first")
+        back = self.backprop(self.last_trace, dlogits)
+        self.deltas = back.deltas
+        return back.grads
+
+    def tangent_steps(self, x: Tensor) -> list[Callable[[Tensor], Tensor]]:
+        """J(x) = d h^{depth-1} / d x as depth - 1 linear maps in evaluation mode (gradlab.tangents)."""
+        return tangents.tangent_steps(self, x)
 
     def input_jacobian(self, x: Tensor) -> Tensor:
-        """J(x) = d h^{depth-1} / d x per example, in evaluation mode: (..., B, width, n_in) for x (..., B, n_in);
-        explicit, so exact only where its singular values span little (gradlab.jacobian for any depth)."""
-        steps = self.tangent_steps(x)
-        n_in = x.shape[-1]
-        eye = torch.eye(n_in, dtype=x.dtype, device=x.device)
-        lead = self.per_replica(x).shape[:-1]
-        tangents = eye.reshape(n_in, *[1] * len(lead), n_in).expand(n_in, *lead, n_in)  # (n_in, ..., B, n_in)
-        for step in steps:
-            tangents = step(tangents)
-        return tangents.movedim(0, -1)  # (..., B, width, n_in)
+        """J(x) = d h^{depth-1} / d x per example, explicit: (..., B, width, n_in) (gradlab.tangents)."""
+        return tangents.input_jacobian(self, x)
 
     def per_replica(self, x: Tensor) -> Tensor:
         """x as every replica sees it: inputs (B, n) shared by the replicas of a batched net as (R, B, n)."""
@@ -246,23 +251,6 @@ class MLP:
         twin = copy.copy(self)
         for name in ("weights", "biases", "norm_weights", "norm_biases", "running_means", "running_vars"):
             setattr(twin, name, [t.to(dtype) if t is not None else None for t in getattr(self, name)])
-        twin.caches, twin.hidden, twin.deltas = [], [], []
+        for kept in ("last_trace", "hidden", "deltas"):  # what forward() and backward() kept belongs to self
+            twin.__dict__.pop(kept, None)
         return twin
-
-
-def norm_layers(depth: int, arch: str) -> list[int]:
-    """The layers that own a norm: plain 1..depth-1 (on z^l), residual 2..depth (on h^{l-1})."""
-    return list(range(1, depth)) if arch == "plain" else list(range(2, depth + 1))
-
-
-def check_architecture(sizes: Sequence[int], replicas: int, arch: str, norm: str) -> None:
-    if len(sizes) < 2:
-        raise ValueError(f"sizes needs at least an input and an output size, got {list(sizes)}")
-    if replicas < 1:
-        raise ValueError(f"replicas must be >= 1, got {replicas}")
-    if arch not in ARCHS:
-        raise ValueError(f"Unknown arch {arch!r}. Expect one of {ARCHS}")
-    if norm not in NORM_CHOICES:
-        raise ValueError(f"Unknown norm {norm!r}. Expect one of {NORM_CHOICES}")
-    if arch == "residual" and (len(sizes) < 3 or len(set(sizes[1:-1])) > 1):
-        raise ValueError(f"arch='residual' needs depth >= 2 and hidden layers of one width, got sizes {list(sizes)}")

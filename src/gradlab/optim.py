@@ -42,9 +42,9 @@ class Step(NamedTuple):
     directions: list[Tensor]  # one per parameter
     scale: float  # the update of parameter i is scale * directions[i]
 
-    def norms(self, count: int, batched: bool) -> Tensor:
-        """||update|| of the first `count` parameters: (count,), or (count, R) batched."""
-        return abs(self.scale) * tensor_norms(self.directions[:count], batched)
+    def norms(self, which: list[int], batched: bool) -> Tensor:
+        """||update|| of the parameters at these positions: (len(which),), or (len(which), R) batched."""
+        return abs(self.scale) * tensor_norms([self.directions[i] for i in which], batched)
 
 
 class Optimizer(Protocol):

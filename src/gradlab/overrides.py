@@ -6,7 +6,8 @@ from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from gradlab.config import one_of, schema_keys, unknown_key
+from gradlab.config import schema_keys, unknown_key
+from gradlab.validation import one_of
 
 
 def config_groups(conf_dir: Path) -> dict[str, list[str]]:

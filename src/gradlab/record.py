@@ -20,6 +20,7 @@ METRICS_SCHEMA = pa.schema(
         ("step", pa.int64()),
         ("epoch", pa.int64()),
         ("layer", pa.int64()),  # null for whole-network metrics
+        ("time", pa.int64()),  # a recurrent network's time step 1..T; null for every other row
         ("name", pa.string()),
         ("value", pa.float64()),
     ]
@@ -38,7 +39,7 @@ def pandas_dtypes(schema: pa.Schema, nullable: tuple[str, ...]) -> pa.Schema:
     return schema.with_metadata({"pandas": json.dumps({"index_columns": [], "column_indexes": [], "columns": columns})})
 
 
-METRICS_SCHEMA = pandas_dtypes(METRICS_SCHEMA, nullable=("layer",))
+METRICS_SCHEMA = pandas_dtypes(METRICS_SCHEMA, nullable=("layer", "time"))
 JACOBIAN_SCHEMA = pa.schema(
     [
         ("replica", pa.int64()),
@@ -144,22 +145,23 @@ class RunRecord:
         self.metrics = PartedTable(self.run_dir / "metrics.parquet", METRICS_SCHEMA)
         self.jacobian = PartedTable(self.run_dir / "jacobian.parquet", JACOBIAN_SCHEMA)
         self.last_step = 0
-        self.found: dict[int, dict[str, float]] = {}  # per replica, the last value of each whole-network metric
+        self.whole_network: dict[int, dict[str, float]] = {}  # per replica, the last value of each whole-network metric
 
     def append(self, m: Measurement) -> None:
-        self.metrics.pending.extend((m.replica, m.step, m.epoch, layer, name, value) for layer, name, value in m.rows)
+        self.metrics.pending.extend((m.replica, m.step, m.epoch, *row) for row in m.rows)
         if m.spectrum is not None:
             self.jacobian.pending.extend((m.replica, m.step, example, index, math.exp(log), log)
                                          for example, logs in enumerate(m.spectrum)
                                          for index, log in enumerate(logs))
         self.last_step = m.step
-        self.found.setdefault(m.replica, {}).update((name, value) for layer, name, value in m.rows if layer is None)
+        self.whole_network.setdefault(m.replica, {}).update(
+            (name, value) for layer, time, name, value in m.rows if layer is None and time is None)
         if m.epoch_end:
             self.flush()
 
     def latest(self) -> dict[int, dict[str, float]]:
         """Per replica, the last value of each whole-network metric."""
-        return self.found
+        return self.whole_network
 
     def flush(self) -> None:
         self.metrics.flush()

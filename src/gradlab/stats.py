@@ -1,17 +1,24 @@
-"""Per-layer gradient, activation and signal-propagation statistics, returned as data: a Block of rows.
+"""The MLP's per-layer gradient, activation and signal-propagation statistics (its `measure`), returned as data:
+a Block of (layer, None, name) rows, from one step's trace and gradients.
 
 Every statistic of every layer comes out of a handful of whole-network kernels (one multi-tensor
 norm, a few passes over the stacked activations), so measuring at each step stays cheap.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from gradlab.measurement import Block, concat
-from gradlab.mlp import MLP
-from gradlab.optim import tensor_norms
+from gradlab.network import indices
+from gradlab.optim import Step, tensor_norms
+
+if TYPE_CHECKING:  # the network calls these; they read only what it passes
+    from gradlab.mlp import MLP, MLPBackprop, MLPTrace
 
 LAYER_METRICS = (
     "grad_norm",
@@ -41,7 +48,7 @@ def stacked_rows(names: list[str], groups: list[tuple[list[int], Tensor]], repli
     """A Block from per-group statistics (len(names), layers, R), keyed (layer, name) name by name."""
     layers = [l for group, _ in groups for l in group]
     values = torch.cat([v for _, v in groups], dim=1) if groups else torch.zeros(len(names), 0, replicas)
-    keys = [(l, name) for name in names for l in layers]
+    keys = [(l, None, name) for name in names for l in layers]
     return Block(keys, values.double().reshape(len(keys), replicas))
 
 
@@ -58,42 +65,44 @@ def moments(h: Tensor) -> Tensor:
     return torch.stack([act_mean, act_std, unit_mean.pow(2).mean(-1), avg_var])
 
 
-def activation_stats(net: MLP) -> Block:
-    """Statistics of each hidden layer's output h^l (phi(u^l), or the residual stream), of each residual
-    branch alpha z^l, and the saturation of phi's argument u^l where phi is applied."""
-    hidden = list(range(1, net.depth))
-    streams = shape_groups(hidden, net.hidden)
+def activation_stats(net: MLP, trace: MLPTrace) -> Block:
+    """Statistics of each hidden layer's output h^l (phi(n(x^l)), or the residual stream), of each residual
+    branch alpha z^l, and the saturation of phi's argument u wherever phi is applied (reported as row_layer)."""
+    depth, arch = net.depth, net.architecture
+    streams = shape_groups(list(range(1, depth)), net.hidden_outputs(trace))
     block = stacked_rows(["act_mean", "act_std", "avg_sq_mean", "avg_var"],
                          [(ls, moments(h)) for ls, h in streams], net.replicas)
-    if net.arch == "residual":
-        middle = list(range(2, net.depth))
-        branches = shape_groups(middle, [net.residual_scale * net.caches[l - 1].z for l in middle])
+    if arch.skip:
+        middle = list(range(2, depth))
+        branches = shape_groups(middle, [arch.branch * trace.layers[l - 1].z for l in middle])
         block = concat(block, stacked_rows(["branch_avg_var"], [(ls, moments(z)[3:]) for ls, z in branches],
                                            net.replicas))
-    with_phi = [l for l in range(1, net.depth + 1) if net.caches[l - 1].u is not None]
+    with_phi = [k for k in range(1, depth + 1) if 2 <= arch.input_layer(k) <= depth]
+    phi_args = [trace.layers[arch.input_layer(k) - 1].u for k in with_phi]
     # a float mean, not count_nonzero: reducing a bool tensor is ~8x slower on CPU at large sizes
     saturation = [(ls, net.activation.saturated(u).to(u.dtype).mean(dim=(-2, -1)).unsqueeze(0))
-                  for ls, u in shape_groups(with_phi, [net.caches[l - 1].u for l in with_phi])]
+                  for ls, u in shape_groups(with_phi, phi_args)]
     return concat(block, stacked_rows(["saturation"], saturation, net.replicas))
 
 
-def layer_stats(net: MLP, grad_norms: Tensor, update_norms: Tensor) -> Block:
-    """Every layer's statistics from the last forward and backward and the step about to be taken.
+def layer_stats(net: MLP, trace: MLPTrace, back: MLPBackprop, grad_norms: Tensor, updates: Step) -> Block:
+    """Every layer's statistics from one forward and backward and the step about to be taken.
 
-    Needs net.forward and net.backward on the same mini-batch, with dlogits the gradient of the batch-mean
-    loss. grad_norms is tensor_norms of the gradients of net.parameters(), in its order; update_norms that of
-    the weights' updates, so update_ratio = ||update of W^l|| / ||W^l|| is the step the optimizer takes.
+    back holds the gradient of the batch-mean loss; grad_norms is tensor_norms of back.grads; updates is the
+    optimizer's step, so update_ratio = ||update of W^l|| / ||W^l|| is the step it takes.
     """
-    depth = net.depth
-    norms = torch.cat([grad_norms[: 2 * depth], tensor_norms(net.deltas + net.weights, net.batched), update_norms])
+    depth, roles = net.depth, net.roles()
+    weights, biases, gammas = (indices(roles, kind) for kind in ("weight", "bias", "norm_weight"))
+    update_norms = updates.norms(weights, net.batched)
+    norms = torch.cat([grad_norms[weights], grad_norms[biases], tensor_norms(back.deltas + net.weights, net.batched),
+                       update_norms])
     grad_norm, bias_grad_norm, delta_norm, weight_norm, update_norm = norms.double().reshape(5, depth, -1)
     # delta^l = d(mean loss)/dz^l has rows (d loss_b / d z_b) / B, so
     # delta_rms = sqrt(mean_b ||d loss_b / d z_b||^2) = sqrt(B) * ||delta^l||_F: one norm, no per-example loop.
-    delta_rms = delta_norm * math.sqrt(net.deltas[0].shape[-2])
+    delta_rms = delta_norm * math.sqrt(back.deltas[0].shape[-2])
     values = torch.cat([grad_norm, bias_grad_norm, delta_rms, weight_norm, update_norm / weight_norm])
     names = ("grad_norm", "bias_grad_norm", "delta_rms", "weight_norm", "update_ratio")
-    keys = [(l, name) for name in names for l in range(1, depth + 1)]
-    normed = [l for l in range(1, depth + 1) if net.norm_weights[l - 1] is not None]
-    gamma_norms = grad_norms[2 * depth : 2 * depth + len(normed)].double().reshape(len(normed), net.replicas)
-    gammas = Block([(l, "norm_weight_grad_norm") for l in normed], gamma_norms)
-    return concat(Block(keys, values), gammas, activation_stats(net))
+    keys = [(l, None, name) for name in names for l in range(1, depth + 1)]
+    gamma_norms = grad_norms[gammas].double().reshape(len(gammas), net.replicas)
+    norm_rows = Block([(roles[i].layer, None, "norm_weight_grad_norm") for i in gammas], gamma_norms)
+    return concat(Block(keys, values), norm_rows, activation_stats(net, trace))

@@ -118,19 +118,16 @@ def start_state(sweep_dir: Path, jobs: int | None) -> dict[str, Any]:
 ONE_THREAD_BELOW = 1_000_000  # multiply-adds in a step's largest product where two threads stop gaining
 
 
-def largest_product(layer_sizes: list[int], rows: int) -> int:
-    """Multiply-adds of a step's largest matrix product: `rows` examples (batch x replicas) through the widest layer."""
-    return rows * max(n_in * n_out for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:], strict=True))
-
-
-def torch_threads(layer_sizes: list[int], rows: int, cores: int) -> int:
-    """Torch threads for a job: one for small work, `cores` (those the job may use) for the rest.
+def torch_threads(largest_matrix: int, rows: int, cores: int) -> int:
+    """Torch threads for a job: one for small work, `cores` (those the job may use) for the rest. The work is the
+    multiply-adds of a step's largest matrix product: `rows` examples (batch x replicas) through the network's
+    largest weight matrix, of `largest_matrix` entries.
 
     Small work is dispatch-bound: a second thread gains nothing, and torch's OpenMP threads wait for each other by
     spinning, so that beside any other busy process every step stalls. Measured on 2 cores (docs/performance.md),
     a depth-10 step at batch 100: width 64 (0.4 M) 0.76 ms on one thread, 0.84 ms on two, and beside a busy
     process 0.75 and 2.4 ms; width 96 (0.9 M) 1.09 and 1.05 ms; width 128 (1.6 M) 1.62 and 1.39 ms."""
-    return 1 if largest_product(layer_sizes, rows) < ONE_THREAD_BELOW else cores
+    return 1 if rows * largest_matrix < ONE_THREAD_BELOW else cores
 
 
 def available_cores() -> int:

@@ -30,19 +30,20 @@ l = 2..depth-1, and logits = phi(h^{depth-1}) W^depth + b^depth. The branch is u
 
 with chi(q^{depth-1}) of the readout's weights from the logits to h^{depth-1}, and delta_rms(1) = ||dL/dh^1||.
 Both architectures are one recursion over x^l, the input of the next phi (plain: z^l; residual: h^l):
-x^l = skip x^{l-1} + branch phi(x^{l-1}) W^l, delta_rms(l) = branch ||dL/dx^l||; a Block holds (skip, branch).
+x^l = skip x^{l-1} + branch phi(x^{l-1}) W^l, delta_rms(l) = branch ||dL/dx^l||, as gradlab.architecture describes
+them for the MLP's own forward and backward.
 Normalized networks (a norm layer before phi) have no theory here. Depth scales (q*, chi_1, xi_c, the edge of
 chaos) are in gradlab.theory_depth.
 """
 
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from gradlab.activations import get_activation
+from gradlab.architecture import Architecture, get_architecture
 from gradlab.inits import get_init
 
 STEP = 0.02  # in t: relative error below 1e-8 for every registered activation, q in [1e-4, 1e4]
@@ -84,27 +85,6 @@ def chi(activation: str, q: Length, sigma_w2: float) -> Length:
     return sigma_w2 * gaussian_expectation(lambda u: dphi(u) ** 2, q)
 
 
-class Block(NamedTuple):
-    """Hidden layer l = 2..depth-1 as x^l = skip x^{l-1} + branch (phi(x^{l-1}) W^l + b^l)."""
-
-    skip: float  # 0: plain; 1: residual
-    branch: float  # 1: plain; alpha (residual_scale): residual
-    outputs_phi: bool  # whether the layer's output h^l is phi(x^l) (plain) or x^l itself (residual)
-
-
-BLOCKS: dict[str, Callable[[float], Block]] = {  # from residual_scale, which a plain network ignores
-    "plain": lambda residual_scale: Block(skip=0.0, branch=1.0, outputs_phi=True),
-    "residual": lambda residual_scale: Block(skip=1.0, branch=residual_scale, outputs_phi=False),
-}
-
-
-def get_block(arch: str, residual_scale: float = 1.0) -> Block:
-    """The Block of a hidden layer of arch (plain or residual) with branch weight residual_scale."""
-    if arch not in BLOCKS:
-        raise ValueError(f"Unknown arch {arch!r}. Expect one of {sorted(BLOCKS)}")
-    return BLOCKS[arch](residual_scale)
-
-
 def layer_scales(sizes: Sequence[int], init: str, init_gain: float = 1.0) -> list[float]:
     """[sigma_w^2 of W^l for l = 1..depth]."""
     return [weight_scale(init, n_in, n_out, init_gain) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
@@ -118,51 +98,17 @@ def stream_lengths(sizes: Sequence[int], activation: str, init: str, q0: Length,
     sigma_b^2): a residual stream grows by 1 + alpha^2 sigma_w^2 E[phi^2] / q per block (1 + alpha^2 for ReLU
     with kaiming init and no bias).
     """
-    block, scales = get_block(arch, residual_scale), layer_scales(sizes, init, init_gain)
+    block, scales = get_architecture(arch, residual_scale), layer_scales(sizes, init, init_gain)
     lengths = [scales[0] * q0 + sigma_b2]  # x^1 = z^1 = x W^1 + b^1: no activation before the first layer
     for sigma_w2 in scales[1:-1]:
         branch = length_map(activation, lengths[-1], sigma_w2, sigma_b2)
-        lengths.append(block.skip**2 * lengths[-1] + block.branch**2 * branch)
+        lengths.append(float(block.skip) * lengths[-1] + block.branch**2 * branch)
     return lengths[: len(sizes) - 2]
 
 
-def preactivation_lengths(
-    sizes: Sequence[int], activation: str, init: str, q0: Length, init_gain: float = 1.0, sigma_b2: float = 0.0
-) -> list[Length]:
-    """[q^1, ..., q^depth] for a plain MLP with layer sizes `sizes` fed inputs of mean squared feature q0."""
-    lengths = stream_lengths(sizes, activation, init, q0, init_gain, sigma_b2=sigma_b2)
-    sigma_w2 = layer_scales(sizes, init, init_gain)
-    if not lengths:
-        return [sigma_w2[0] * q0 + sigma_b2]
-    return [*lengths, length_map(activation, lengths[-1], sigma_w2[-1], sigma_b2)]
-
-
-def hidden_second_moments(sizes: Sequence[int], activation: str, init: str, q0s: Sequence[float] | Tensor,
-                          init_gain: float = 1.0, arch: str = "plain", residual_scale: float = 1.0,
-                          sigma_b2: float = 0.0) -> list[float]:
-    """[mean over inputs of E[(h^l)^2], l = 1..depth-1]: avg_sq_mean + avg_var of a wide network at init."""
-    q0 = torch.as_tensor(q0s, dtype=torch.float64).reshape(-1)
-    lengths = stream_lengths(sizes, activation, init, q0, init_gain, arch, residual_scale, sigma_b2)
-    if get_block(arch, residual_scale).outputs_phi:
-        lengths = [length_map(activation, q, 1.0) for q in lengths]
-    return [float(q.mean()) for q in lengths]
-
-
-def stream_gain(block: Block, activation: str, q: Length, sigma_w2: float) -> Length:
+def stream_gain(block: Architecture, activation: str, q: Length, sigma_w2: float) -> Length:
     """||dL/dx^{l-1}||^2 / ||dL/dx^l||^2 = skip^2 + branch^2 chi(q^{l-1}): plain chi, residual 1 + alpha^2 chi."""
-    return block.skip**2 + block.branch**2 * chi(activation, q, sigma_w2)
-
-
-def delta_rms_ratios(sizes: Sequence[int], activation: str, init: str, q0: float, init_gain: float = 1.0,
-                     arch: str = "plain", residual_scale: float = 1.0, sigma_b2: float = 0.0) -> list[float]:
-    """[delta_rms(l) / delta_rms(l+1) for l = 1..depth-1]: plain sqrt(chi) with layer l+1's weights at q^l."""
-    block, scales = get_block(arch, residual_scale), layer_scales(sizes, init, init_gain)
-    lengths = stream_lengths(sizes, activation, init, q0, init_gain, arch, residual_scale, sigma_b2)
-    carried = [math.sqrt(stream_gain(block, activation, q, s)) for q, s in zip(lengths[:-1], scales[1:-1], strict=True)]
-    carried += [math.sqrt(chi(activation, lengths[-1], scales[-1]))] if lengths else []  # back through the readout
-    depth = len(sizes) - 1
-    delta_scale = [1.0, *[block.branch] * (depth - 2), 1.0]  # delta_rms(l) / ||dL/dx^l||; delta(depth) is itself
-    return [gain * delta_scale[l - 1] / delta_scale[l] for l, gain in enumerate(carried, start=1)]
+    return float(block.skip) + block.branch**2 * chi(activation, q, sigma_w2)
 
 
 def log10_mean_over_inputs(log_gains: Tensor) -> Tensor:
@@ -175,7 +121,7 @@ def log10_delta_rms_profile(
     arch: str = "plain", residual_scale: float = 1.0, sigma_b2: float = 0.0,
 ) -> list[float]:
     """[log10 delta_rms(l) / delta_rms(depth) for l = 1..depth], over inputs of lengths q0s (one per example)."""
-    block, scales = get_block(arch, residual_scale), layer_scales(sizes, init, init_gain)
+    block, scales = get_architecture(arch, residual_scale), layer_scales(sizes, init, init_gain)
     lengths = stream_lengths(sizes, activation, init, torch.as_tensor(q0s, dtype=torch.float64).reshape(-1),
                              init_gain, arch, residual_scale, sigma_b2)
     if not lengths:
@@ -199,7 +145,7 @@ def log10_first_to_last_ratios(
     itself overflows a float past depth ~100 for ReLU with N(0, 1) weights.
     """
     q0, deepest = torch.as_tensor(q0s, dtype=torch.float64).reshape(-1), max(depths)
-    block = get_block(arch, residual_scale)
+    block = get_architecture(arch, residual_scale)
     lengths = stream_lengths([n_in, *[width] * (deepest - 1), n_out], activation, init, q0, init_gain, arch,
                              residual_scale, sigma_b2)
     hidden = weight_scale(init, width, width, init_gain)

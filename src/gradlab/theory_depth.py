@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from gradlab.activations import get_activation
-from gradlab.theory import SMALLEST, TAIL, gaussian_expectation, length_map
+from gradlab.theory import SMALLEST, TAIL, chi, gaussian_expectation, length_map
 
 LENGTH_GRID = 2.0 ** torch.arange(-50, 51, dtype=torch.float64)  # 1e-15 .. 1e15: where q* is looked for
 Q_ZERO, Q_INFINITE = 1e-18, 1e24  # where chi is evaluated for q* = 0 (the limit q -> 0+) and q* = inf
@@ -103,10 +103,9 @@ def length_fixed_point(activation: str, sigma_w2: float, sigma_b2: float = 0.0, 
     return crossing(past, q0 if first == 0 else float(grid[first - 1]), float(grid[first]))
 
 
-def chi_1_at(activation: str, q: float, sigma_w2: float) -> float:
-    """sigma_w^2 E[phi'(u)^2], u ~ N(0, q); q = 0 and inf read as limits (a kink at 0 seen from both sides)."""
-    dphi = get_activation(activation).grad
-    return sigma_w2 * gaussian_expectation(lambda u: dphi(u) ** 2, min(max(q, Q_ZERO), Q_INFINITE))
+def as_limit(q: float) -> float:
+    """q = 0 and q = inf read as their limits (a kink at 0 seen from both sides), for chi_1 at q*."""
+    return min(max(q, Q_ZERO), Q_INFINITE)
 
 
 def length_map_slope(activation: str, q: float, sigma_w2: float) -> float:
@@ -166,7 +165,7 @@ def correlation_fixed_point(activation: str, q_star: float, sigma_w2: float, sig
 def depth_scales(activation: str, sigma_w2: float, sigma_b2: float = 0.0, q0: float = 1.0) -> DepthScales:
     """q*, chi_1, c*, chi_c, chi_q, xi_q, xi_c of a plain network (q* reached from q0, see length_fixed_point)."""
     q_star = length_fixed_point(activation, sigma_w2, sigma_b2, q0)
-    chi_1 = chi_1_at(activation, q_star, sigma_w2)
+    chi_1 = chi(activation, as_limit(q_star), sigma_w2)
     if math.isinf(q_star):  # no fixed point: the length grows, at the rate chi_1 of its limit q -> inf
         return DepthScales(q_star, chi_1, math.nan, math.nan, math.nan, math.nan, math.nan)
     c_star, chi_c = (1.0, chi_1) if chi_1 <= 1 else correlation_fixed_point(activation, q_star, sigma_w2, sigma_b2)
@@ -182,7 +181,7 @@ def critical_sigma_w2(activation: str, sigma_b2: float = 0.0, q0: float = 1.0) -
     iterates from q0 switch between sinking to 0 and growing without bound, as GELU's do without a bias).
     """
     def chi_1(sigma_w2: float) -> float:
-        return chi_1_at(activation, length_fixed_point(activation, sigma_w2, sigma_b2, q0), sigma_w2)
+        return chi(activation, as_limit(length_fixed_point(activation, sigma_w2, sigma_b2, q0)), sigma_w2)
 
     lo, hi = SIGMA_W2_RANGE
     if chi_1(lo) > 1 or chi_1(hi) <= 1:

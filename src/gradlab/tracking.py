@@ -3,9 +3,9 @@ training's path.
 
 W&B's imports, its service and its writes take about a second of one core per process, more than a default run
 trains. So a helper process (gradlab/wandb_helper.py) holds the W&B runs: src/run.py starts it beside torch's
-import, and each job hands it measurements in batches, every LIVE_INTERVAL_S while training (online charts stay
-live) and the rest at finish, so the helper is idle while torch's threads use the cores. One helper serves every
-job of a sweep in turn.
+import (start_helper_early: this module imports no torch), and each job hands it measurements in batches, every
+LIVE_INTERVAL_S while training (online charts stay live) and the rest at finish, so the helper is idle while torch's
+threads use the cores. One helper serves every job of a sweep in turn; a job that runs without W&B ends it.
 
 Online mode is tried only after a bounded check for credentials and a reachable server
 (gradlab.sync.preflight); when either is missing the run logs offline and can be uploaded later with src/sync.py.
@@ -24,14 +24,16 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gradlab import wandb_helper
-from gradlab.wandb_helper import INIT_TIMEOUT_S, OFFLINE_FALLBACK, Logged
+from gradlab.wandb_helper import INIT_TIMEOUT_S, OFFLINE_FALLBACK
 
 if TYPE_CHECKING:
     from gradlab.measurement import Measurement
+    from gradlab.wandb_helper import Logged
 
 LIVE_INTERVAL_S = 5.0  # a batch goes to the helper at most this often while training
 REPLY_TIMEOUT_S = 2 * INIT_TIMEOUT_S + 60  # the longest a job waits for the helper's answer
-HELPER_COMMAND = [sys.executable, wandb_helper.__file__]  # the helper module, run as a script
+HELPER_COMMAND = [sys.executable, os.path.abspath(wandb_helper.__file__)]  # the helper module, run as a script
+DISABLED_OVERRIDES = ("logger.mode=disabled", "+logger.mode=disabled", "++logger.mode=disabled")
 
 
 def resolve_mode(configured: str) -> str:
@@ -114,10 +116,11 @@ class Helper:
 
     def release(self) -> None:
         """End of input, without waiting: the helper closes W&B's service and exits on its own (every run it held
-        is already written: finish() waited for it). One that never held a run is just ended."""
+        is already written: finish() waited for it). One that never held a run is ended at once (killed, reaped)."""
         try:
             if not self.used:
                 self.process.kill()
+                self.process.wait()  # a killed process exits within milliseconds
             self.process.stdin.close()
         except OSError:
             self.process.kill()
@@ -134,9 +137,13 @@ class Helper:
 _idle: list[Helper] = []  # started helpers with no open run, for the next jobs of this process
 
 
-def adopt(process: subprocess.Popen) -> None:
-    """Take over a helper started early (src/run.py starts one beside torch's import)."""
-    _idle.append(Helper(process))
+def start_helper_early(overrides: list[str]) -> None:
+    """A helper for this process's jobs, started now so that W&B's start-up overlaps torch's import (src/run.py):
+    none when WANDB_MODE or a command-line override turns W&B off. A mode known only from the composed config
+    (an experiment file, a variant) is seen by start_logger, which ends the idle helper."""
+    asked = "disabled" if any(arg in DISABLED_OVERRIDES for arg in overrides) else "per the config"
+    if resolve_mode(asked) != "disabled":
+        _idle.append(Helper.spawn())
 
 
 def take_helper() -> Helper:
@@ -231,6 +238,7 @@ def start_logger(configured: str, **kwargs: Any) -> tuple[NullLogger | HelperLog
     """
     mode, note = choose_mode(configured)
     if mode == "disabled":
+        close_idle_helpers()  # one started early may still be starting W&B (1 s of a core the training needs)
         return NullLogger(), note
     logger = HelperLogger(take_helper(), mode, kwargs)
     if mode == "online":

@@ -1,14 +1,14 @@
-"""The training loop: mini-batch SGD on a manual-backprop MLP, handing measurements to a callback.
+"""The training loop: mini-batch SGD on any network family (gradlab.network), handing measurements to a callback.
 
 Step s is the mini-batch seen after s updates: step 0 is measured at initialization, before any
 update. The loop knows nothing about files, W&B or progress bars; `on_measure` receives everything.
-A replica-batched network (MLP(replicas=R)) trains each replica on its own data order, from its
+A replica-batched network (replicas=R) trains each replica on its own data order, from its
 own generator, and a replica that diverges is frozen while the others go on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -17,10 +17,9 @@ from torch import Tensor
 
 from gradlab.jacobian import jacobian_rows, log_singular_values
 from gradlab.losses import Loss
-from gradlab.measurement import Block, Measurement, block, concat
-from gradlab.mlp import MLP
+from gradlab.measurement import Block, Measurement, block, concat, whole
+from gradlab.network import Backprop, Network, Trace
 from gradlab.optim import SGD, Adam, Optimizer, Step, apply, clip_by_global_norm, global_norm, tensor_norms
-from gradlab.stats import layer_stats
 
 if TYPE_CHECKING:  # the loop only reads a Split's tensors; it needs nothing else of the data module
     from gradlab.data import Split
@@ -42,7 +41,8 @@ class TrainSettings:
     beta1: float = 0.9  # adam
     beta2: float = 0.999  # adam
     eps: float = 1e-8  # adam
-    jacobian_examples: int = 0  # the first this many test examples: J's spectrum at step 0 and epoch ends
+    jacobian_examples: int = 0  # the first this many test examples: J's spectrum at step 0 and epoch ends (a
+    # network that offers gradlab.network.HasJacobian)
     jacobian_every_epoch: bool = False  # True: at every epoch's end too
 
 
@@ -53,7 +53,7 @@ class TrainResult(NamedTuple):
     replica_diverged_at: tuple[int | None, ...] = (None,)  # per replica: the step it diverged at
 
 
-def evaluate(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def evaluate(net: Network, loss: Loss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """(mean loss, accuracy) over a whole set, in chunks so memory stays bounded; (R,) each if batched."""
     total_loss, correct = 0.0, 0.0
     for start in range(0, len(x), EVAL_CHUNK):
@@ -64,27 +64,31 @@ def evaluate(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor
     return total_loss / len(x), correct / len(x)
 
 
-def evaluation_rows(net: MLP, loss: Loss, split: Split) -> Block:
-    """train_loss, train_accuracy, test_loss, test_accuracy over the full sets."""
+class Closing(NamedTuple):
+    """The measurements that close an epoch (and open the run, at step 0)."""
+
+    rows: Block  # train_loss, train_accuracy, test_loss, test_accuracy, and J's rows when measured
+    spectra: Tensor | None  # J's ln s, (R, B, k), when measured
+    finite: Tensor  # per replica: both losses are finite, (R,)
+
+
+def closing(net: Network, loss: Loss, split: Split, jacobian_x: Tensor | None) -> Closing:
+    """The full-set evaluation and, given fixed examples, the Jacobian's rows and spectra as ln s, (R, B, k)."""
     train_loss, train_accuracy = evaluate(net, loss, split.x_train, split.y_train)
     test_loss, test_accuracy = evaluate(net, loss, split.x_test, split.y_test)
-    keys = [(None, "train_loss"), (None, "train_accuracy"), (None, "test_loss"), (None, "test_accuracy")]
-    return block(keys, [train_loss, train_accuracy, test_loss, test_accuracy])
-
-
-def closing_rows(net: MLP, loss: Loss, split: Split, jacobian_x: Tensor | None) -> tuple[Block, Tensor | None]:
-    """The full-set evaluation and, given fixed examples, the Jacobian's rows and spectra as ln s, (R, B, k)."""
-    rows = evaluation_rows(net, loss, split)
+    rows = block(whole("train_loss", "train_accuracy", "test_loss", "test_accuracy"),
+                 [train_loss, train_accuracy, test_loss, test_accuracy])
+    finite = torch.isfinite(torch.stack([train_loss, test_loss])).all(0).reshape(-1)
     if jacobian_x is None:
-        return rows, None
+        return Closing(rows, None, finite)
     spectra = log_singular_values(net, jacobian_x).reshape(net.replicas, len(jacobian_x), -1)
-    return concat(rows, jacobian_rows(spectra)), spectra
+    return Closing(concat(rows, jacobian_rows(spectra)), spectra, finite)
 
 
 class Run:
     """The state of one training run: which replicas still train, and where measurements go."""
 
-    def __init__(self, net: MLP, optimizer: Optimizer, on_measure: Callable[[Measurement], None]) -> None:
+    def __init__(self, net: Network, optimizer: Optimizer, on_measure: Callable[[Measurement], None]) -> None:
         self.net, self.optimizer, self.on_measure = net, optimizer, on_measure
         self.diverged_at: list[int | None] = [None] * net.replicas
 
@@ -112,31 +116,40 @@ class Run:
             for p in [*self.optimizer.params, *self.optimizer.state]:
                 p[dead] = 0
 
+    def close_epoch(self, step: int, epoch: int, closed: Closing) -> None:
+        """Emit an epoch's closing measurements; a replica whose full-set loss is not finite has diverged."""
+        self.emit(step, epoch, closed.rows, closed.spectra, epoch_end=True, replicas=self.alive())
+        self.mark_diverged(step, closed.finite)
+        self.freeze_diverged()
+
+    def result(self, steps: int) -> TrainResult:
+        """The run's outcome after `steps` updates: diverged when every replica diverged."""
+        status = "completed" if self.alive() else "diverged"
+        return TrainResult(status, steps, None if self.alive() else steps, tuple(self.diverged_at))
+
 
 class Gradients(NamedTuple):
-    logits: Tensor  # (..., B, n_out)
+    trace: Trace  # the forward pass, with logits (..., B, n_out)
+    back: Backprop  # back.grads: the gradient of each of net.parameters(), in its order
     batch_loss: Tensor  # () or (R,)
-    grads: list[Tensor]  # the gradient of each of net.parameters(), in its order
     grad_norms: Tensor  # each gradient's norm, (n_params,) or (n_params, R)
     norm: Tensor  # global gradient norm, () or (R,)
 
 
-def gradients(net: MLP, loss: Loss, x: Tensor, y: Tensor) -> Gradients:
+def gradients(net: Network, loss: Loss, x: Tensor, y: Tensor) -> Gradients:
     """Forward and backward on one mini-batch, for the batch-mean loss."""
-    logits = net.forward(x)
-    losses, dlogits = loss.value_and_grad(logits, y)  # (..., B), (..., B, n_out): d loss_b / d logits_b
-    batch_loss = losses.mean(-1)
-    grads = net.backward(dlogits / y.shape[-1])
-    grad_norms = tensor_norms(grads, net.batched)
-    return Gradients(logits, batch_loss, grads, grad_norms, global_norm(grad_norms))
+    trace = net.trace(x)
+    losses, dlogits = loss.value_and_grad(trace.logits, y)  # (..., B), (..., B, n_out): d loss_b / d logits_b
+    back = net.backprop(trace, dlogits / y.shape[-1])
+    grad_norms = tensor_norms(back.grads, net.batched)
+    return Gradients(trace, back, losses.mean(-1), grad_norms, global_norm(grad_norms))
 
 
-def step_rows(net: MLP, loss: Loss, g: Gradients, y: Tensor, updates: Step) -> Block:
-    """Everything measured at a step: the per-layer statistics, the batch loss and accuracy."""
-    accuracy = (loss.predict(g.logits) == y).to(g.logits.dtype).mean(-1)
-    whole = block([(None, "batch_loss"), (None, "batch_accuracy")], [g.batch_loss, accuracy])
-    update_norms = updates.norms(net.depth, net.batched)  # the weights come first in parameters()
-    return concat(layer_stats(net, g.grad_norms, update_norms), whole)
+def step_rows(net: Network, loss: Loss, g: Gradients, y: Tensor, updates: Step) -> Block:
+    """Everything measured at a step: the network's own statistics, the batch loss and accuracy."""
+    accuracy = (loss.predict(g.trace.logits) == y).to(g.trace.logits.dtype).mean(-1)
+    batch = block(whole("batch_loss", "batch_accuracy"), [g.batch_loss, accuracy])
+    return concat(net.measure(g.trace, g.back, g.grad_norms, updates), batch)
 
 
 OPTIMIZERS: dict[str, Callable[[list[Tensor], TrainSettings], Optimizer]] = {
@@ -147,46 +160,56 @@ OPTIMIZERS: dict[str, Callable[[list[Tensor], TrainSettings], Optimizer]] = {
 
 def step_updates(optimizer: Optimizer, g: Gradients, clip_grad_norm: float | None) -> Step:
     """The step the optimizer takes from these gradients, clipped first when asked."""
-    grads = g.grads if clip_grad_norm is None else clip_by_global_norm(g.grads, clip_grad_norm, g.norm)
+    grads = g.back.grads if clip_grad_norm is None else clip_by_global_norm(g.back.grads, clip_grad_norm, g.norm)
     return optimizer.updates(grads)
 
 
-def train(net: MLP, loss: Loss, split: Split, settings: TrainSettings,
+def mini_batches(net: Network, split: Split, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """One epoch's mini-batches, (..., B, n_features) and (..., B): replica r's order from net.generators[r]."""
+    orders = torch.stack([torch.randperm(len(split.x_train), generator=g) for g in net.generators])
+    orders = (orders if net.batched else orders[0]).to(split.x_train.device)  # (R, N) or (N,)
+    for start in range(0, orders.shape[-1], batch_size):
+        idx = orders[..., start : start + batch_size]
+        yield split.x_train[idx], split.y_train[idx]
+
+
+def measured_step(run: Run, loss: Loss, x: Tensor, y: Tensor, step: int, epoch: int,
+                  settings: TrainSettings) -> Step:
+    """Gradients on one mini-batch, divergence checked, measured when due: the step the optimizer will take."""
+    g = gradients(run.net, loss, x, y)
+    finite = torch.isfinite(g.batch_loss + g.norm)
+    dead = run.mark_diverged(step, finite) if not bool(finite.all()) else []
+    updates = step_updates(run.optimizer, g, settings.clip_grad_norm)
+    if step % settings.log_every == 0 or dead:
+        run.emit(step, epoch, step_rows(run.net, loss, g, y, updates), epoch_end=False,
+                 replicas=sorted(run.alive() + dead))
+    return updates
+
+
+def train(net: Network, loss: Loss, split: Split, settings: TrainSettings,
           on_measure: Callable[[Measurement], None]) -> TrainResult:
     """Train for settings.epochs epochs; a non-finite loss or gradient stops that replica at once (diverged).
 
-    Each replica's data order comes from net.generators[r], the generator that drew its weights.
+    epochs=0 measures the initialization only: the full sets, and the first mini-batch with the step that the
+    optimizer would take from it (never applied). Each replica's data order comes from net.generators[r].
     """
-    epochs, batch_size = settings.epochs, settings.batch_size
     run = Run(net, OPTIMIZERS[settings.optimizer](net.parameters(), settings), on_measure)
+    fixed = split.x_test[: settings.jacobian_examples] if settings.jacobian_examples else None
+    opening = closing(net, loss, split, fixed)
+    run.emit(0, 0, opening.rows, opening.spectra, epoch_end=True, replicas=run.alive())
+    if settings.epochs == 0:
+        measured_step(run, loss, *next(mini_batches(net, split, settings.batch_size)), 0, 0, settings)
+        return run.result(0)
     step = 0
-    fixed = split.x_test[: settings.jacobian_examples] if settings.jacobian_examples and net.depth > 1 else None
-    run.emit(0, 0, *closing_rows(net, loss, split, fixed), epoch_end=True, replicas=run.alive())
-    for epoch in range(max(epochs, 1)):  # epochs=0 still measures the first mini-batch at init
-        orders = torch.stack([torch.randperm(len(split.x_train), generator=g) for g in net.generators])
-        orders = (orders if net.batched else orders[0]).to(split.x_train.device)  # (R, N) or (N,)
-        for start in range(0, orders.shape[-1], batch_size):
-            idx = orders[..., start : start + batch_size]
-            x, y = split.x_train[idx], split.y_train[idx]  # (..., B, n_features), (..., B)
-            g = gradients(net, loss, x, y)
-            finite = torch.isfinite(g.batch_loss + g.norm)
-            dead = run.mark_diverged(step, finite) if not bool(finite.all()) else []
-            updates = step_updates(run.optimizer, g, settings.clip_grad_norm)
-            if step % settings.log_every == 0 or dead:
-                run.emit(step, epoch, step_rows(net, loss, g, y, updates), epoch_end=False,
-                         replicas=sorted(run.alive() + dead))
+    for epoch in range(settings.epochs):
+        for x, y in mini_batches(net, split, settings.batch_size):
+            updates = measured_step(run, loss, x, y, step, epoch, settings)
             if not run.alive():
-                return TrainResult("diverged", step, step, tuple(run.diverged_at))
-            if epochs == 0:
-                return TrainResult("completed", 0, None, tuple(run.diverged_at))
+                return run.result(step)
             apply(run.optimizer, updates)
             run.freeze_diverged()
             step += 1
-        closing, spectra = closing_rows(net, loss, split, fixed if settings.jacobian_every_epoch else None)
-        run.emit(step, epoch, closing, spectra, epoch_end=True, replicas=run.alive())
-        losses = closing.values[[i for i, (_, name) in enumerate(closing.keys) if name.endswith("loss")]]
-        run.mark_diverged(step, torch.isfinite(losses).all(0))
-        run.freeze_diverged()
+        run.close_epoch(step, epoch, closing(net, loss, split, fixed if settings.jacobian_every_epoch else None))
         if not run.alive():
-            return TrainResult("diverged", step, step, tuple(run.diverged_at))
-    return TrainResult("completed", step, None, tuple(run.diverged_at))
+            return run.result(step)
+    return run.result(step)

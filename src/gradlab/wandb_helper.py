@@ -1,6 +1,7 @@
 """The W&B helper process: this file, run as a script, holds a job's W&B run, so that W&B's imports, its service
 and its writes (about a second of one core per process, more than a default run trains) stay off the training's
-path. gradlab.tracking starts it and talks to it; it imports nothing of gradlab (whose package imports torch).
+path. gradlab.tracking starts it and talks to it; it imports nothing of gradlab (whose modules import torch), and
+the job's process imports it (through gradlab.tracking, before torch) for its constants: its top imports stay cheap.
 
 Messages come as pickles on stdin and answers go back on stdout (see `serve`). The process runs niced: torch's
 OpenMP regions wait for their slowest thread, so any other busy process on a core stalls the training.
@@ -15,21 +16,40 @@ import pickle
 import signal
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers only: the helper process runs without gradlab
+    from gradlab.measurement import Row
+
+    Logged = tuple[int, int, list[Row], int]  # (step, epoch, rows, replica) of a Measurement, as plain data
 
 OFFLINE_FALLBACK = "W&B online mode unavailable ({reason}); logging offline, upload later with src/sync.py"
 INIT_TIMEOUT_S = 30  # wandb.init's own bound (its default is 90 s) once the server answered the preflight
 # What a process's first W&B run imports on its way: requests (W&B's telemetry, at the first log) and pandas
 # (wandb.Table checks for a DataFrame); 1 s of one core with wandb itself.
 WARM_UP = ("wandb", "requests", "pandas")
-Logged = tuple[int, int, list, int]  # (step, epoch, rows, replica) of a Measurement, as plain data for the helper
+# W&B versions (major.minor) whose wandb.init was read to call Run._detect_and_apply_job_inputs only to apply inputs
+# that W&B Launch's API staged in this process; to add one, read that method and its caller in its wandb_run.py.
+JOB_INPUTS_CHECKED = {"0.31"}
 
 
-def wandb_key(layer: int | None, name: str, replica: int | None = None) -> str:
-    """'grad_norm/layer_07' for a layer's metric, the bare name for a whole-network one;
-    with replicas, each key ends in the replica: 'grad_norm/layer_07/replica_2'."""
+def wandb_key(layer: int | None, time: int | None, name: str, replica: int | None = None) -> str:
+    """'grad_norm/layer_07' for a layer's metric, the bare name for a whole-network one; a recurrent network's
+    per-step row adds its time step: 'grad_norm/layer_01/time_005'. With replicas, each key ends in the replica:
+    'grad_norm/layer_07/replica_2'."""
     key = name if layer is None else f"{name}/layer_{layer:02d}"
+    key = key if time is None else f"{key}/time_{time:03d}"
     return key if replica is None else f"{key}/replica_{replica}"
+
+
+def skip_job_inputs(run_class: type, version: str) -> bool:
+    """wandb.init imports W&B Launch (0.6 s of pydantic models) only to apply inputs that Launch's API staged in this
+    process; the helper stages none, so the step is replaced by nothing, but only in a W&B version whose private
+    method was checked to mean that (JOB_INPUTS_CHECKED). Whether it was replaced."""
+    if ".".join(version.split(".")[:2]) not in JOB_INPUTS_CHECKED:
+        return False
+    run_class._detect_and_apply_job_inputs = lambda run: None
+    return True
 
 
 class WandbLogger:
@@ -48,17 +68,17 @@ class WandbLogger:
         self.run = wandb.init(mode=mode, project=project, entity=entity, dir=str(run_dir), group=group, name=name,
                               config=config, job_type="train", settings=settings)
         self.replicas = replicas
-        self.initial: dict[tuple[int, int, str], float] = {}  # (replica, layer, name) -> value
-        self.latest: dict[tuple[int, int, str], float] = {}
+        self.initial: dict[tuple[int, int, int | None, str], float] = {}  # (replica, layer, time, name) -> value
+        self.latest: dict[tuple[int, int, int | None, str], float] = {}
 
-    def log(self, step: int, epoch: int, rows: list[tuple[int | None, str, float]], replica: int) -> None:
+    def log(self, step: int, epoch: int, rows: list[Row], replica: int) -> None:
         """One measured step as one W&B history row: every row of the measurement under its wandb_key."""
         key_replica = replica if self.replicas > 1 else None
         data: dict[str, float] = {"epoch": epoch}
-        for layer, name, value in rows:
-            data[wandb_key(layer, name, key_replica)] = value
+        for layer, time, name, value in rows:
+            data[wandb_key(layer, time, name, key_replica)] = value
             if layer is not None:
-                key = (replica, layer, name)
+                key = (replica, layer, time, name)
                 if step == 0:
                     self.initial[key] = value
                 self.latest[key] = value
@@ -68,11 +88,18 @@ class WandbLogger:
         """Log the step-0 and final per-layer profiles as one table, then close the run."""
         try:
             if self.latest:
-                columns = ["replica", "layer", "name", "at_init", "final"]
-                rows = [[*key, self.initial.get(key), value] for key, value in sorted(self.latest.items())]
+                columns = ["replica", "layer", "time", "name", "at_init", "final"]
+                latest = sorted(self.latest.items(), key=in_order)
+                rows = [[*key, self.initial.get(key), value] for key, value in latest]
                 self.run.log({"layer_profiles": self.wandb.Table(columns=columns, data=rows)})
         finally:
             self.run.finish(exit_code=exit_code)
+
+
+def in_order(item: tuple[tuple[int, int, int | None, str], float]) -> tuple:
+    """A profile row's sort key: by replica, layer, time (None first: None and numbers do not compare) and name."""
+    (replica, layer, time, name), _ = item
+    return replica, layer, time is not None, time or 0, name
 
 
 def open_run(mode: str, kwargs: dict[str, Any]) -> tuple[WandbLogger, str | None]:
@@ -114,9 +141,9 @@ def serve(commands: IO[bytes], answers: IO[bytes]) -> None:
     try:  # while the job's process imports torch, not when its first run starts; a miss only costs time
         for module in WARM_UP:
             importlib.import_module(module)
-        # wandb.init imports W&B Launch (0.6 s of pydantic models) only to apply inputs that Launch's API staged in
-        # this process: the helper stages none, so the step does nothing here (if wandb renames it, nothing changes)
-        importlib.import_module("wandb.sdk.wandb_run").Run._detect_and_apply_job_inputs = lambda run: None
+        from importlib.metadata import version  # 40 ms: here, not in the job's process, which imports this module
+
+        skip_job_inputs(importlib.import_module("wandb.sdk.wandb_run").Run, version("wandb"))
         importlib.import_module("wandb").setup()  # W&B's service process, which every run of this helper uses
     except Exception:
         pass

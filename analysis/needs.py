@@ -1,0 +1,27 @@
+"""Needs: the metrics each figure and finding reads, and at which steps, stated once. analysis.records scans the
+records for exactly these rows; the catalog and the findings select them by the same names.
+
+Steps: at init (step 0 only), every step, as a profile (step 0 and the last step where every layer is finite), or
+every step of the deepest runs only (figure 3 at every layer, figure 8 at drawn_layers).
+"""
+
+import numpy as np
+
+DELTA_RMS = "delta_rms"  # at init: figure 1, figure 4's first/last ratio, the bulk ratio, the theory's anchor
+GRAD_NORM = "grad_norm"  # at init: figure 2 and its first/last ratio; every step of the deepest runs: figure 3
+SATURATION, ACT_STD = "saturation", "act_std"  # profiles: figures 7a and 7b
+SIGNAL = ["avg_sq_mean", "avg_var", "branch_avg_var"]  # profiles: figures 9a and 9b
+LOSSES = ["batch_loss", "test_loss"]  # every step: figure 5 (both), learning_step (batch_loss)
+JACOBIAN_CURVES = ["jac_log_sv_mean", "jac_isometry"]  # every step: figure 11
+JACOBIAN_AT_INIT = ["jac_isometry", "jac_log_sv_std"]  # at init: the findings' J columns (analysis.isometry)
+UPDATE_RATIO = "update_ratio"  # every step of the deepest runs, at drawn_layers: figure 8
+
+AT_INIT = [DELTA_RMS, GRAD_NORM, *JACOBIAN_AT_INIT]
+PROFILES = [SATURATION, ACT_STD, *SIGNAL]
+EVERY_STEP = [*LOSSES, *JACOBIAN_CURVES]
+MAX_LAYER_LINES = 8  # figure 8's lines per panel
+
+
+def drawn_layers(depth: int) -> list[int]:
+    """The layers figure 8 draws a line for: at most MAX_LAYER_LINES, evenly spread from 1 to depth."""
+    return [int(layer) for layer in np.unique(np.linspace(1, depth, min(depth, MAX_LAYER_LINES)).round())]
