@@ -1,5 +1,6 @@
 """Train one manual-backprop MLP per job: `python src/run.py -m depth=2,10,30`."""
 
+import ctypes
 import gc
 import sys
 from pathlib import Path
@@ -9,6 +10,24 @@ from gradlab import tracking  # no torch in it: the helper starts first
 # W&B's start-up (imports and service, about 1 s of one core) runs in the helper while this process imports torch,
 # so that it takes the other core; gradlab.tracking's jobs take the helper over.
 tracking.start_helper_early(sys.argv[1:])
+
+
+def keep_freed_memory() -> None:
+    """Tell glibc's malloc to keep freed memory for the next step instead of returning it to the OS: by default
+    each step's freed tensors shrink the heap (and those over 128 KB are unmapped), and the next step faults the
+    pages back in. Measured on 2 cores, one epoch of train() in one process, the old and new spine interleaved:
+    depth 30, width 64, 8 replicas 224-250 ms -> 210 ms. Not glibc (macOS, musl): nothing to do."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # glibc's mallopt parameters (malloc.h)
+    libc.mallopt(m_trim_threshold, 1 << 30)  # return the heap's free top only beyond 1 GiB
+    libc.mallopt(m_top_pad, 256 << 20)  # and grow it 256 MiB at a time
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # tensors below 32 MiB come from the heap, not from mmap
+
+
+keep_freed_memory()
 
 import hydra  # noqa: E402  (after the helper's start, on purpose)
 import torch  # noqa: E402

@@ -33,7 +33,7 @@ from gradlab.layers import (
     update_running,
 )
 from gradlab.measurement import Block
-from gradlab.network import Role
+from gradlab.network import Role, indices
 from gradlab.optim import Step
 
 
@@ -42,6 +42,20 @@ def replica_generators(seed: int, replicas: int) -> list[torch.Generator]:
     if replicas < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas}")
     return [torch.Generator().manual_seed(seed + r) for r in range(replicas)]
+
+
+def normal_like(t: Tensor, std: float, generators: list[torch.Generator]) -> Tensor:
+    """N(0, std^2) in t's shape, dtype and device, replica r's values drawn from generators[r]."""
+    return torch.stack([std * torch.randn(t.shape[-1], generator=gen, dtype=t.dtype) for gen in generators]
+                       ).reshape(t.shape).to(t.device)
+
+
+def parameter_roles(depth: int, normed: list[int]) -> list[Role]:
+    """What each of an MLP's parameters() is: W^l, then b^l (l = 1..depth), then gamma and beta of each norm (by the
+    layer whose rows report it)."""
+    layers = range(1, depth + 1)
+    return [*[Role("weight", l) for l in layers], *[Role("bias", l) for l in layers],
+            *[Role("norm_weight", k) for k in normed], *[Role("norm_bias", k) for k in normed]]
 
 
 class LayerCache(NamedTuple):
@@ -103,8 +117,7 @@ class MLP:
             self.weights.append((w if self.batched else w[0]).to(device))
             self.biases.append(torch.zeros((*lead, fan_out), dtype=dtype, device=device))
         if bias_std:  # drawn after every weight, so bias_std changes the biases and leaves the weights as they were
-            self.biases = [torch.stack([bias_std * torch.randn(b.shape[-1], generator=gen, dtype=dtype)
-                                        for gen in self.generators]).reshape(b.shape).to(device) for b in self.biases]
+            self.biases = [normal_like(b, bias_std, self.generators) for b in self.biases]
         row_layer = self.architecture.row_layer
         units = {row_layer(l): self.sizes[l - 1] for l in range(2, self.depth + 1)} if self.norm else {}  # x^{l-1}'s
         self.norm_weights = [torch.ones((*lead, units[k]), dtype=dtype, device=device) if k in units else None
@@ -113,6 +126,8 @@ class MLP:
         tracked = [g if self.norm and self.norm.running else None for g in self.norm_weights]
         self.running_means = [torch.zeros_like(g) if g is not None else None for g in tracked]
         self.running_vars = [torch.ones_like(g) if g is not None else None for g in tracked]
+        self.parameter_roles = parameter_roles(self.depth, sorted(units))
+        self.positions = {kind: indices(self.parameter_roles, kind) for kind in ("weight", "bias", "norm_weight")}
 
     @property
     def depth(self) -> int:
@@ -130,11 +145,8 @@ class MLP:
         return [*self.weights, *self.biases, *gammas, *betas]
 
     def roles(self) -> list[Role]:
-        """What each of parameters() is, in its order."""
-        normed = [k for k, g in enumerate(self.norm_weights, start=1) if g is not None]
-        layers = range(1, self.depth + 1)
-        return [*[Role("weight", l) for l in layers], *[Role("bias", l) for l in layers],
-                *[Role("norm_weight", k) for k in normed], *[Role("norm_bias", k) for k in normed]]
+        """What each of parameters() is, in its order (fixed when the network is built)."""
+        return self.parameter_roles
 
     def normalize(self, l: int, x: Tensor, training: bool) -> tuple[Tensor, NormCache | None]:
         """n^l on layer l's input x (the identity without one); training mode keeps a cache and the running stats."""

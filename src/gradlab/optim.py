@@ -42,9 +42,10 @@ class Step(NamedTuple):
     directions: list[Tensor]  # one per parameter
     scale: float  # the update of parameter i is scale * directions[i]
 
-    def norms(self, which: list[int], batched: bool) -> Tensor:
-        """||update|| of the parameters at these positions: (len(which),), or (len(which), R) batched."""
-        return abs(self.scale) * tensor_norms([self.directions[i] for i in which], batched)
+    def norms(self, which: slice | list[int], batched: bool) -> Tensor:
+        """||update|| of the parameters at these positions: (n,), or (n, R) batched."""
+        picked = self.directions[which] if isinstance(which, slice) else [self.directions[i] for i in which]
+        return abs(self.scale) * tensor_norms(picked, batched)
 
 
 class Optimizer(Protocol):

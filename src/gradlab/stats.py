@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from gradlab.measurement import Block, concat
-from gradlab.network import indices
 from gradlab.optim import Step, tensor_norms
 
 if TYPE_CHECKING:  # the network calls these; they read only what it passes
@@ -92,7 +91,7 @@ def layer_stats(net: MLP, trace: MLPTrace, back: MLPBackprop, grad_norms: Tensor
     optimizer's step, so update_ratio = ||update of W^l|| / ||W^l|| is the step it takes.
     """
     depth, roles = net.depth, net.roles()
-    weights, biases, gammas = (indices(roles, kind) for kind in ("weight", "bias", "norm_weight"))
+    weights, biases, gammas = (net.positions[kind] for kind in ("weight", "bias", "norm_weight"))  # slices
     update_norms = updates.norms(weights, net.batched)
     norms = torch.cat([grad_norms[weights], grad_norms[biases], tensor_norms(back.deltas + net.weights, net.batched),
                        update_norms])
@@ -103,6 +102,7 @@ def layer_stats(net: MLP, trace: MLPTrace, back: MLPBackprop, grad_norms: Tensor
     values = torch.cat([grad_norm, bias_grad_norm, delta_rms, weight_norm, update_norm / weight_norm])
     names = ("grad_norm", "bias_grad_norm", "delta_rms", "weight_norm", "update_ratio")
     keys = [(l, None, name) for name in names for l in range(1, depth + 1)]
-    gamma_norms = grad_norms[gammas].double().reshape(len(gammas), net.replicas)
-    norm_rows = Block([(roles[i].layer, None, "norm_weight_grad_norm") for i in gammas], gamma_norms)
+    gamma_layers = [role.layer for role in roles[gammas]]
+    gamma_norms = grad_norms[gammas].double().reshape(len(gamma_layers), net.replicas)
+    norm_rows = Block([(layer, None, "norm_weight_grad_norm") for layer in gamma_layers], gamma_norms)
     return concat(Block(keys, values), norm_rows, activation_stats(net, trace))
