@@ -141,8 +141,8 @@ def start_helper_early(overrides: list[str]) -> None:
     """A helper for this process's jobs, started now so that W&B's start-up overlaps torch's import (src/run.py):
     none when WANDB_MODE or a command-line override turns W&B off. A mode known only from the composed config
     (an experiment file, a variant) is seen by start_logger, which ends the idle helper."""
-    asked = "disabled" if any(arg in DISABLED_OVERRIDES for arg in overrides) else "per the config"
-    if resolve_mode(asked) != "disabled":
+    on_the_command_line = "disabled" if any(arg in DISABLED_OVERRIDES for arg in overrides) else "offline"
+    if resolve_mode(on_the_command_line) != "disabled":  # WANDB_MODE wins, as for the job itself
         _idle.append(Helper.spawn())
 
 
