@@ -3,11 +3,12 @@
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from gradlab.losses import LOSSES
 
 BATCH = 6
-N_CLASSES = {"cross_entropy": 5, "bce": 2}
+N_CLASSES = {"cross_entropy": 5, "bce": 2, "mse": 4}
 
 
 def logits_and_targets(name: str, seed: int = 0, scale: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,10 +20,20 @@ def logits_and_targets(name: str, seed: int = 0, scale: float = 3.0) -> tuple[to
     return logits, targets
 
 
+def torch_squared_error(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0.5 * ||logits - t||^2 per example by torch's mse_loss; t = one-hot of class indices, float targets as given."""
+    if not targets.is_floating_point():
+        targets = F.one_hot(targets, logits.shape[-1]).to(logits.dtype).expand_as(logits)
+    return 0.5 * F.mse_loss(logits, targets, reduction="none").sum(-1)
+
+
 def torch_loss(name: str, logits: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:
     """torch's own per-example (reduction="none") or mean loss."""
     if name == "cross_entropy":
         return nn.CrossEntropyLoss(reduction=reduction)(logits, targets)
+    if name == "mse":  # the mean over examples, not torch's mean over every logit
+        per_example = torch_squared_error(logits, targets)
+        return per_example if reduction == "none" else per_example.mean()
     return nn.BCEWithLogitsLoss(reduction=reduction)(logits.squeeze(1), targets.to(logits.dtype))
 
 
@@ -62,6 +73,24 @@ def test_fused_value_and_grad_keep_leading_replica_dimensions(name):
     for r in range(2):
         torch.testing.assert_close(value[r], LOSSES[name].value(stacked[r], targets), rtol=1e-14, atol=0)
         torch.testing.assert_close(grad[r], LOSSES[name].value_and_grad(stacked[r], targets)[1], rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("targets_kind", ["shared class indices", "own class indices", "float"])
+def test_mse_with_replicas_matches_torch_and_autograd(targets_kind):
+    gen = torch.Generator().manual_seed(5)
+    replicas, k = 3, N_CLASSES["mse"]
+    logits = 3 * torch.randn(replicas, BATCH, k, generator=gen, dtype=torch.float64)  # (R, B, C)
+    targets = {"shared class indices": torch.randint(0, k, (BATCH,), generator=gen),
+               "own class indices": torch.randint(0, k, (replicas, BATCH), generator=gen),
+               "float": torch.randn(replicas, BATCH, k, generator=gen, dtype=torch.float64)}[targets_kind]
+    leaf = logits.clone().requires_grad_(True)
+    expected_value = torch_squared_error(leaf, targets)
+    (expected_grad,) = torch.autograd.grad(expected_value.sum(), leaf)  # loss_b depends on its own row only
+    value, grad = LOSSES["mse"].value_and_grad(logits, targets)
+    assert value.shape == (replicas, BATCH) and grad.shape == logits.shape
+    torch.testing.assert_close(value, expected_value.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(LOSSES["mse"].value(logits, targets), value, rtol=0, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -133,6 +162,8 @@ def test_predicted_class_is_the_most_probable(name):
     logits, _ = logits_and_targets(name, seed=4)
     if name == "cross_entropy":
         expected = torch.softmax(logits, dim=1).argmax(dim=1)
+    elif name == "mse":  # the class whose one-hot target is nearest
+        expected = torch.cdist(logits, torch.eye(logits.shape[1], dtype=logits.dtype)).argmin(dim=1)
     else:
         expected = (torch.sigmoid(logits.squeeze(1)) > 0.5).long()
     assert torch.equal(LOSSES[name].predict(logits), expected)
@@ -143,3 +174,5 @@ def test_output_sizes():
     assert LOSSES["cross_entropy"].n_classes is None
     assert LOSSES["bce"].out_dim(2) == 1
     assert LOSSES["bce"].n_classes == 2
+    assert LOSSES["mse"].out_dim(7) == 7 and LOSSES["mse"].out_dim(2) == 2
+    assert LOSSES["mse"].n_classes is None

@@ -2,8 +2,9 @@
 
 `value` gives each example's own loss, shape (B,); the training loss is its mean.
 `value_and_grad` gives it with d loss_b / d logits_b for each example, shape (B, C), from one pass
-(cross-entropy: one log-softmax), as a training step needs them: the gradient of the mean loss is
-grad / B. All are stable for any finite logits (log-sum-exp, softplus).
+(cross-entropy: one log-softmax; mse: one residual), as a training step needs them: the gradient of the mean
+loss is grad / B. cross_entropy and bce are stable for any finite logits (log-sum-exp, softplus); mse is finite
+while its squared residuals are.
 Leading replica dimensions pass through: logits (R, B, C) with targets (R, B) or (B,) give (R, B).
 """
 
@@ -78,7 +79,27 @@ def sign_class(logits: Tensor) -> Tensor:
     return (logits.squeeze(-1) > 0).long()
 
 
+def target_values(logits: Tensor, targets: Tensor) -> Tensor:
+    """What the logits should equal: onehot(y) (..., B, C) for class indices y (..., B); float targets
+    (..., B, C), as regression data sets give, as they are."""
+    if targets.is_floating_point():
+        return targets
+    return torch.zeros_like(logits).scatter_(-1, class_index(logits, targets), 1.0)
+
+
+def squared_error(logits: Tensor, targets: Tensor) -> Tensor:
+    """0.5 * ||logits - t||^2 per example, t = target_values (one-hot for class indices, float targets as given)."""
+    return 0.5 * (logits - target_values(logits, targets)).square().sum(dim=-1)
+
+
+def squared_error_value_and_grad(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Both from one residual r = logits - t: the loss is 0.5 ||r||^2, the gradient r."""
+    residual = logits - target_values(logits, targets)
+    return 0.5 * residual.square().sum(dim=-1), residual
+
+
 LOSSES: dict[str, Loss] = {
     "cross_entropy": Loss(cross_entropy, cross_entropy_value_and_grad, argmax_class, lambda k: k, None),
     "bce": Loss(binary_cross_entropy, binary_cross_entropy_value_and_grad, sign_class, lambda k: 1, 2),
+    "mse": Loss(squared_error, squared_error_value_and_grad, argmax_class, lambda k: k, None),
 }
