@@ -1,4 +1,4 @@
-"""gradlab: vanishing and exploding gradients in MLPs whose backward pass is written by hand.
+"""gradlab: vanishing and exploding gradients in networks whose backward pass is written by hand (MLPs, RNNs).
 
 The names below load on first use (PEP 562), so that `from gradlab import tracking` imports no torch: src/run.py
 starts the W&B helper through it before torch's import.
@@ -8,7 +8,7 @@ from importlib import import_module
 from typing import Any
 
 HOMES = {"ACTIVATIONS": "activations", "Activation": "activations", "INITS": "inits", "Init": "inits",
-         "LOSSES": "losses", "Loss": "losses", "MLP": "mlp"}  # public name -> the module that defines it
+         "LOSSES": "losses", "Loss": "losses", "MLP": "mlp", "RNN": "rnn"}  # public name -> the module that defines it
 __all__ = sorted(HOMES)
 
 
