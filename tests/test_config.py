@@ -22,7 +22,8 @@ def test_dataset_group_matches_dataset_registry():
 
 @pytest.mark.parametrize("dataset", DATASET_OPTIONS)
 def test_every_dataset_option_composes_and_validates(dataset):
-    cfg = compose_config(f"dataset={dataset}")
+    net = "rnn" if DATASETS[dataset].sequence else "mlp"  # sequence data sets are read by a recurrent network
+    cfg = compose_config(f"dataset={dataset}", f"net={net}")
     validate(cfg)
     assert cfg.dataset.name == dataset
     assert loss_name(cfg) == ("bce" if dataset == "toy" else "cross_entropy")
@@ -168,3 +169,25 @@ def test_input_length_q_star_needs_a_finite_fixed_point():
     """ReLU above sigma_w^2 = 2 has none: its length grows without bound."""
     with pytest.raises(ConfigError, match="no finite nonzero fixed point"):
         prepare(compose_config("activation=relu", "init=kaiming_normal", "init_gain=1.5", "dataset.q0=q_star"))
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (["net=rnn", "dataset=seq_digits", "depth=30"], ["depth=30", "net=rnn", "only net=mlp"]),
+    (["net=rnn", "dataset=seq_digits", "arch=residual"], ["arch='residual'", "net=rnn"]),
+    (["cell=lstm"], ["cell='lstm'", "net=mlp", "only net=rnn"]),
+    (["net=rnn"], ["dataset='digits'", "net=rnn", "seq_digits"]),
+    (["dataset=seq_digits"], ["dataset='seq_digits'", "net=mlp", "digits, toy"]),
+    (["net=rnn", "dataset=seq_digits", "cell=lstm", "activation=relu"], ["activation='relu'", "cell='lstm'"]),
+    (["net=rnn", "dataset=seq_digits", "recurrent_init=eye"], ["recurrent_init='eye'", "identity"]),
+    (["net=rnn", "dataset=seq_digits", "readout=every"], ["readout='every'", "last"]),
+    (["net=rnn", "dataset=seq_digits", "recurrent_gain=0"], ["recurrent_gain=0", "> 0"]),
+])
+def test_a_key_or_data_set_of_the_other_network_family_is_rejected(overrides, words):
+    with pytest.raises(ConfigError) as error:
+        validate(compose_config(*overrides))
+    assert all(word in str(error.value) for word in words), str(error.value)
+
+
+def test_an_rnn_config_with_its_own_keys_validates():
+    validate(compose_config("net=rnn", "dataset=seq_digits", "cell=lstm", "recurrent_init=identity",
+                            "recurrent_gain=0.5", "dataset.rows=true"))

@@ -172,3 +172,14 @@ def test_q_star_inputs_sit_at_the_length_maps_fixed_point():
     q_star = length_fixed_point("tanh", 1.0247**2, 0.004483**2)
     assert setup.facts["input_q0"] == pytest.approx(q_star) and q_star == pytest.approx(0.026, abs=5e-4)
     assert setup.facts["input_q0_quantiles"] == pytest.approx([q_star] * 16, rel=1e-5)  # what the theory reads
+
+
+@pytest.mark.parametrize(("rows", "shape"), [(False, (64, 1)), (True, (8, 8))])
+def test_seq_digits_reads_each_image_pixel_by_pixel_or_row_by_row(rows: bool, shape: tuple[int, int]):
+    digits = DATASETS["digits"].load(Path("unused"), OPTIONS)
+    seq = DATASETS["seq_digits"].load(Path("unused"), SimpleNamespace(test_fraction=0.2, rows=rows))
+    assert seq.x_train.shape == (len(digits.x_train), *shape) and DATASETS["seq_digits"].sequence
+    image = digits.x_train[5].reshape(8, 8)  # row-major 8x8: step t reads pixel t (or row t)
+    assert torch.equal(seq.x_train[5].reshape(8, 8), image) and torch.equal(seq.y_test, digits.y_test)
+    if rows:
+        assert torch.equal(seq.x_train[5, 2], image[2])  # step 3 is the image's third row

@@ -241,3 +241,12 @@ def test_readme_error_lines_are_what_the_config_checks_say(args: list[str], prin
 
 def test_readme_shows_at_least_three_error_lines():
     assert len(readme_error_lines()) >= 3
+
+
+def test_api_rnn_example_gives_one_gradient_per_parameter_and_a_state_gradient_per_step():
+    namespace: dict = {}
+    for block in code_blocks(API.read_text(), "python")[:3]:
+        exec(block, namespace)
+    rnn, back = namespace["rnn"], namespace["back"]
+    assert [g.shape for g in back.grads] == [p.shape for p in rnn.parameters()]
+    assert back.dh.shape == (8, 64, 32) and rnn.W.shape == (32, 128)  # an LSTM: four gates of 32

@@ -15,7 +15,7 @@ from gradlab.theory_depth import length_fixed_point
 from gradlab.train import TrainSettings
 
 Q_STAR = "q_star"  # dataset.q0's value for the length map's own fixed point
-DATASET_OPTIONS = ("test_fraction", "kind", "n_samples", "noise")  # DatasetConfig's per-data-set fields
+DATASET_OPTIONS = ("test_fraction", "kind", "n_samples", "noise", "rows")  # DatasetConfig's per-data-set fields
 
 
 @dataclass
@@ -29,6 +29,7 @@ class DatasetConfig:
     kind: str | None = None  # toy: moons | xor
     n_samples: int | None = None  # toy
     noise: float | None = None  # toy
+    rows: bool | None = None  # seq_digits: one row of 8 pixels per step (T = 8) instead of one pixel (T = 64)
     q0: Any = None  # every data set: null (as standardized), a number > 0, or q_star: each example's mean square
 
 
@@ -77,6 +78,11 @@ class Config:
     device: str = "cpu"
     dtype: str = "float32"  # float64: the network, its data and its training in double precision
     data_dir: str = "data"
+    cell: str = "vanilla"  # net=rnn: vanilla | lstm
+    recurrent_init: str = "orthogonal"  # net=rnn: W's init, any of init's, or identity (the IRNN)
+    recurrent_gain: float = 1.0  # net=rnn: multiplies W
+    forget_bias: float = 1.0  # net=rnn, cell=lstm: the forget gate's bias at init
+    readout: str = "last"  # net=rnn: the logits from h_T
     skip_completed: bool = False  # re-running a sweep: skip jobs whose record says completed
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

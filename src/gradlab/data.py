@@ -25,7 +25,7 @@ INPUT_LENGTH_QUANTILES = 16  # the theory averages over this many input lengths 
 
 
 class Split(NamedTuple):
-    x_train: Tensor  # (N, n_features)
+    x_train: Tensor  # (N, n_features), or (N, T, n_features) for a sequence data set
     y_train: Tensor  # (N,) class indices
     x_test: Tensor
     y_test: Tensor
@@ -37,6 +37,7 @@ class DatasetOptions(Protocol):
     kind: str
     n_samples: int
     noise: float
+    rows: bool
 
 
 class DataUnavailable(RuntimeError):
@@ -47,11 +48,13 @@ class DataSource(NamedTuple):
     load: Callable[[Path, DatasetOptions], Split]  # (data_dir, options) -> Split
     n_classes: int
     options: tuple[str, ...] = ()  # the dataset.* options it reads; conf/dataset/<name>.yaml sets exactly these
+    sequence: bool = False  # examples are sequences (N, T, n_in), for a recurrent network; else vectors (N, n_in)
 
 
 def input_length_quantiles(x: Tensor, count: int = INPUT_LENGTH_QUANTILES) -> list[float]:
-    """Quantiles (i + 0.5) / count of q^0 = mean over features of x^2, one q^0 per example: the theory's input."""
-    lengths = x.double().pow(2).mean(1)
+    """Quantiles (i + 0.5) / count of q^0 = mean over features (and steps) of x^2, one q^0 per example: the theory's
+    input."""
+    lengths = x.double().flatten(1).pow(2).mean(1)
     levels = (torch.arange(count, dtype=torch.float64) + 0.5) / count
     return torch.quantile(lengths, levels).tolist()
 
@@ -102,6 +105,15 @@ def load_digits(data_dir: Path, options: DatasetOptions) -> Split:
     x = torch.tensor(data, dtype=torch.float32)  # (1797, 64), pixel values 0..16
     y = torch.tensor(target, dtype=torch.long)
     return split_arrays(x, y, options.test_fraction, n_classes=10)
+
+
+def load_seq_digits(data_dir: Path, options: DatasetOptions) -> Split:
+    """The 8x8 digits read as sequences, the offline stand-in for pixel-by-pixel MNIST: one standardized pixel per
+    step (T = 64, n_in = 1), or with dataset.rows=true one row of 8 pixels per step (T = 8, n_in = 8)."""
+    split = load_digits(data_dir, options)
+    steps, width = (8, 8) if options.rows else (64, 1)
+    x_train, y_train, x_test, y_test = split[:4]
+    return Split(x_train.reshape(-1, steps, width), y_train, x_test.reshape(-1, steps, width), y_test, 10)
 
 
 def make_moons(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -196,4 +208,5 @@ DATASETS: dict[str, DataSource] = {
     "toy": DataSource(load_toy, n_classes=2, options=("test_fraction", "kind", "n_samples", "noise")),
     "mnist": DataSource(torchvision_loader("mnist", "MNIST"), n_classes=10),
     "fashion_mnist": DataSource(torchvision_loader("fashion_mnist", "FashionMNIST"), n_classes=10),
+    "seq_digits": DataSource(load_seq_digits, n_classes=10, options=("test_fraction", "rows"), sequence=True),
 }

@@ -69,7 +69,7 @@ def prepare(cfg: DictConfig) -> Setup:
     split, q0 = load_split(cfg)
     validate_data(cfg, split)
     loss = LOSSES[loss_name(cfg)]
-    built = NETWORKS[cfg.net](cfg, split, loss)
+    built = NETWORKS[cfg.net].build(cfg, split, loss)
     facts = {"net": cfg.net, "loss_in_force": loss_name(cfg), "input_q0": q0,
              "input_q0_quantiles": input_length_quantiles(split.x_train), **built.facts}
     settings = dataclasses.replace(train_settings(cfg), jacobian_examples=built.jacobian_examples)

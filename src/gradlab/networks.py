@@ -1,5 +1,6 @@
 """Every network family, by the name the config's `net` key gives it: how a validated config and the loaded data
-build one (gradlab.network's protocol), and the facts about it that its run record keeps.
+build one (gradlab.network's protocol), the facts about it that its run record keeps, the config keys only it
+reads, and the data it takes.
 
 Adding a family: a class with the protocol's methods (gradlab.network.Network), a build function here, and its
 line in NETWORKS. The loop, the record and the report need nothing else.
@@ -8,10 +9,14 @@ line in NETWORKS. The loop, the record and the report need nothing else.
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import torch
+
 from gradlab.data import Split
+from gradlab.inits import get_init
 from gradlab.losses import Loss
 from gradlab.mlp import MLP
 from gradlab.network import Network
+from gradlab.rnn import RNN
 from gradlab.theory import layer_scales
 
 
@@ -43,6 +48,34 @@ def mlp_jacobian(cfg: Any, sizes: list[int], n_test: int) -> dict[str, Any]:
             "every_epoch": cfg.jacobian.every_epoch, "mode": "evaluation (batch norm: running statistics)"}
 
 
-NETWORKS: dict[str, Callable[[Any, Split, Loss], Built]] = {
-    "mlp": build_mlp,
+def build_rnn(cfg: Any, split: Split, loss: Loss) -> Built:
+    """An RNN of cfg.width units reading the data's sequences (N, T, n_in), its logits from h_T."""
+    _, steps, n_in = split.x_train.shape
+    net = RNN(n_in, cfg.width, loss.out_dim(split.n_classes), cell=cfg.cell, activation=cfg.activation,
+              init=cfg.init, recurrent_init=cfg.recurrent_init, recurrent_gain=cfg.recurrent_gain,
+              forget_bias=cfg.forget_bias, readout=cfg.readout, seed=cfg.seed, replicas=cfg.replicas,
+              dtype=split.x_train.dtype, device=cfg.device)
+    identity = cfg.recurrent_init == "identity"  # W = I: one weight of 1 per unit, so width * Var = 1
+    recurrent = 1 / cfg.width if identity else get_init(cfg.recurrent_init).variance(cfg.width, cfg.width)
+    square = net.W.reshape(cfg.replicas, cfg.width, -1)[..., : cfg.width].double()  # a vanilla cell's W, per replica
+    radius = torch.linalg.eigvals(square).abs().amax(-1).tolist() if cfg.cell == "vanilla" else None
+    facts = {"cell": cfg.cell, "readout": cfg.readout, "seq_len": steps, "n_in": n_in, "width": cfg.width,
+             "sigma_w2": cfg.recurrent_gain**2 * cfg.width * recurrent,
+             "sigma_u2": n_in * get_init(cfg.init).variance(n_in, cfg.width), "sigma_b2": 0.0,
+             "input_q0_mean": float(split.x_train.double().pow(2).mean()), "spectral_radius": radius,
+             "jacobian": {"examples": 0, "why_none": "net=rnn: the input-output Jacobian is measured for MLPs only"}}
+    return Built(net, facts, 0)
+
+
+class Family(NamedTuple):
+    build: Callable[[Any, Split, Loss], Built]
+    keys: tuple[str, ...]  # the config keys only this family reads; every other family leaves them at their defaults
+    sequence: bool  # takes sequence data sets (N, T, n_in), else vectors (N, n_in)
+
+
+MLP_KEYS = ("depth", "arch", "residual_scale", "norm", "bias_std", "init_gain", "jacobian.examples",
+            "jacobian.every_epoch", "dataset.q0")
+NETWORKS: dict[str, Family] = {
+    "mlp": Family(build_mlp, MLP_KEYS, sequence=False),
+    "rnn": Family(build_rnn, ("cell", "recurrent_init", "recurrent_gain", "forget_bias", "readout"), sequence=True),
 }

@@ -1,6 +1,7 @@
 """Every semantic check of a config, in one place: `validate` before the data loads, `validate_data` once it has.
 Each error is one ConfigError that names the key, the bad value and what is allowed."""
 
+import functools
 import math
 
 import torch
@@ -24,6 +25,7 @@ from gradlab.inits import INITS
 from gradlab.layers import NORM_CHOICES
 from gradlab.losses import LOSSES
 from gradlab.networks import NETWORKS
+from gradlab.rnn import GATES
 from gradlab.theory import weight_scale
 from gradlab.train import OPTIMIZERS
 
@@ -118,12 +120,12 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError(f"momentum={cfg.momentum!r} is not allowed; expected a number in [0, 1)")
     if cfg.clip_grad_norm is not None:
         _at_least("clip_grad_norm", cfg.clip_grad_norm, 0, strict=True)
-    one_of("net", cfg.net, list(NETWORKS))
     validate_architecture(cfg)
     validate_optimizer(cfg.optimizer)
     one_of("activation", cfg.activation, list(ACTIVATIONS))
     one_of("init", cfg.init, list(INITS))
     validate_dataset(cfg.dataset)
+    validate_family(cfg)
     validate_input_length(cfg)
     one_of("loss", loss_name(cfg), list(LOSSES))
     one_of("logger.mode", cfg.logger.mode, LOGGER_MODES)
@@ -155,3 +157,40 @@ def validate_data(cfg: DictConfig | Config, split: Split) -> None:
     if cfg.norm == "batchnorm" and len(split.x_train) % cfg.batch_size == 1:
         raise ConfigError(f"norm='batchnorm' with batch_size={cfg.batch_size} leaves a last mini-batch of one of the "
                           f"{len(split.x_train)} training examples, which has no variance; choose another batch_size")
+
+
+def value_at(cfg: DictConfig | Config, key: str) -> object:
+    """A dotted key's value (dataset.q0)."""
+    return functools.reduce(getattr, key.split("."), cfg)
+
+
+def validate_family(cfg: DictConfig | Config) -> None:
+    """The network family exists; every key only another family reads is left at its default; the data set's
+    examples are what the family takes (sequences for an RNN); and the RNN's own keys are valid."""
+    one_of("net", cfg.net, list(NETWORKS))
+    family, defaults = NETWORKS[cfg.net], Config()
+    for other, entry in NETWORKS.items():
+        for key in (k for k in entry.keys if k not in family.keys):
+            if value_at(cfg, key) != value_at(defaults, key):
+                raise ConfigError(f"{key}={value_at(cfg, key)!r} does not apply to net={cfg.net}: only net={other} "
+                                  f"reads it; leave it at its default ({value_at(defaults, key)!r})")
+    if DATASETS[cfg.dataset.name].sequence != family.sequence:
+        fitting = [name for name, data in DATASETS.items() if data.sequence == family.sequence]
+        kind = "sequences" if family.sequence else "vectors"
+        raise ConfigError(f"dataset={cfg.dataset.name!r} does not fit net={cfg.net}, which reads {kind}; "
+                          f"expected one of: {', '.join(fitting)}")
+    if cfg.net == "rnn":
+        validate_recurrent(cfg)
+
+
+def validate_recurrent(cfg: DictConfig | Config) -> None:
+    one_of("cell", cfg.cell, list(GATES))
+    one_of("recurrent_init", cfg.recurrent_init, [*INITS, "identity"])
+    _at_least("recurrent_gain", cfg.recurrent_gain, 0, strict=True)
+    if cfg.readout == "every":
+        raise ConfigError("readout='every' is not allowed yet: it needs a data set with a target at every time step, "
+                          "which none has yet; expected one of: last")
+    one_of("readout", cfg.readout, ["last"])
+    if cfg.cell == "lstm" and cfg.activation != Config().activation:
+        raise ConfigError(f"activation={cfg.activation!r} does not apply to cell='lstm': its nonlinearities are "
+                          "fixed (sigmoid gates, tanh); leave activation out, or use cell=vanilla")
