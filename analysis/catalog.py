@@ -1,6 +1,7 @@
 """The report's figures, in order: which rows each one gets, how its panels are laid out, and its caption. The
 per-layer figures (1 to 4, 7 to 9) get the per-layer rows and runs of analysis.families, figures 5 and 11 the whole
-network's rows of every family."""
+network's rows of every family, and the figures through time (14, 15) its time-axis rows; these two are drawn only
+for a sweep with runs of a family drawn through time (a recurrent network)."""
 
 import functools
 from collections.abc import Callable
@@ -10,10 +11,19 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from analysis import figures_init, figures_jacobian, figures_signal, figures_trainability, figures_training, needs
-from analysis.families import layer_rows, on_layer_axis, whole_network_rows
+from analysis import (
+    figures_init,
+    figures_jacobian,
+    figures_signal,
+    figures_time,
+    figures_trainability,
+    figures_training,
+    needs,
+)
+from analysis.families import layer_rows, layer_runs, on_layer_axis, time_rows, time_runs, whole_network_rows
 from analysis.layout import facet_grid, facet_wrap, no_data, panel_grid
 from analysis.predict import NO_THEORY_FOR_NORMS
+from analysis.predict_time import NO_THEORY_FOR_LSTM, PREDICTED
 from analysis.style import ordered
 from gradlab.activations import ACTIVATIONS
 
@@ -40,6 +50,7 @@ class FigureSpec(NamedTuple):
     title: str
     caption: str  # one sentence: what to look for
     build: Callable[[Inputs], Figure]
+    drawn_for: Callable[[Inputs], bool] | None = None  # whether a sweep gets it; None: every sweep
 
 
 def deepest_configs(metrics: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -128,6 +139,49 @@ def figure_12(inputs: Inputs) -> Figure:
                       title=lambda rows: rows.panel.iloc[0].replace("sigma_b^2", r"$\sigma_b^2$"))
 
 
+def has_layer_runs(inputs: Inputs) -> bool:
+    """Whether the sweep has runs of a family drawn by layer (the MLP's figures 1-4 and 7-12)."""
+    return not layer_runs(inputs.runs).empty
+
+
+def has_time_runs(inputs: Inputs) -> bool:
+    """Whether the sweep has runs of a family drawn through time (figures 14 and 15)."""
+    return not time_runs(inputs.runs).empty
+
+
+def with_cell(rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """rows with their run's cell (vanilla, lstm) where the runs have one: figure 14 says which panels lack theory."""
+    return rows.assign(cell=rows.run.map(runs.set_index("run").cell).astype(object)) if "cell" in runs else rows
+
+
+def figure_14(inputs: Inputs) -> Figure:
+    rows = time_rows(inputs.metrics, [needs.STATE_GRAD_RMS, PREDICTED])
+    rows = with_cell(rows[rows.step == 0], inputs.runs)
+    return facet_grid(rows, figures_time.state_grad_rms_at_init)
+
+
+def longest_configs(metrics: pd.DataFrame) -> pd.DataFrame:
+    """grad_norm's time-axis rows of the runs with the most time steps, one panel (seeds averaged) per configuration,
+    at most MAX_HEATMAP_PANELS."""
+    rows = time_rows(metrics, needs.TIME_EVERY_STEP)
+    longest = rows[rows.run.map(rows.groupby("run").time.max()) == rows.time.max()]
+    return longest[longest.panel.isin(list(longest.panel.unique())[:MAX_HEATMAP_PANELS])]
+
+
+def longest_title(rows: pd.DataFrame) -> str:
+    return f"{rows.panel.iloc[0]} · T = {int(rows.time.max())}"
+
+
+def figure_15(inputs: Inputs) -> Figure:
+    return facet_wrap(longest_configs(inputs.metrics), figures_time.grad_norm_over_time, by="panel",
+                      title=longest_title, share=False)
+
+
+def drawn_figures(inputs: Inputs) -> list[FigureSpec]:
+    """The figures this sweep gets, in order: every one but those through time where it has no recurrent runs."""
+    return [spec for spec in FIGURES if spec.drawn_for is None or spec.drawn_for(inputs)]
+
+
 FIGURES = [
     FigureSpec("1_delta_rms_at_init", "1. Back-propagated signal at initialization",
                "Read each panel from right (output) to left (input): a line that falls to the left is a vanishing "
@@ -135,20 +189,20 @@ FIGURES = [
                f"plain and residual networks ({NO_THEORY_FOR_NORMS}: their panels have none), and a line that "
                "stops short of layer 1 underflowed to exactly 0 (float32 ends near 1e-45).",
                lambda i: facet_grid(at_init(i, [needs.DELTA_RMS, "delta_rms_predicted"]),
-                                    figures_init.delta_rms_at_init)),
+                                    figures_init.delta_rms_at_init), has_layer_runs),
     FigureSpec("2_grad_norm_at_init", "2. Weight-gradient norm at initialization",
                "Compare with figure 1: the weight gradient dL/dW = h^T delta also scales with the activations h, "
                "so it can stay flat across layers while delta vanishes.",
-               lambda i: facet_grid(at_init(i, [needs.GRAD_NORM]), figures_init.grad_norm_at_init)),
+               lambda i: facet_grid(at_init(i, [needs.GRAD_NORM]), figures_init.grad_norm_at_init), has_layer_runs),
     FigureSpec("3_grad_norm_heatmap", "3. Weight-gradient norm over layers and training steps (deepest runs)",
                "Watch whether the dark band at the input side (low layers) fills in as training proceeds or stays "
                "starved for the whole run; each panel has its own color scale, and gray cells are exactly 0 "
                "(underflow) or not finite.",
-               figure_3),
+               figure_3, has_layer_runs),
     FigureSpec("4_delta_ratio_vs_depth", "4. First-to-last-layer ratio of delta_rms against depth",
                "A straight line means a constant factor per layer; its slope is log10 of the per-layer ratio, "
                f"and the black lines show the theory's slope ({NO_THEORY_FOR_NORMS}).",
-               figure_4),
+               figure_4, has_layer_runs),
     FigureSpec("5_loss_curves", "5. Training and test loss",
                "Deep networks whose signal vanished sit on the dashed chance level (ln 10 = 2.3 for ten classes, "
                "from the classes each run recorded); all panels share one log scale, so a flat line is flat. A red "
@@ -162,25 +216,27 @@ FIGURES = [
     FigureSpec("7a_saturation", "7a. Saturated (or dead) hidden units",
                "Thin dashed lines are at init and thick solid ones at the end: a layer near 1 passes almost no "
                "gradient back (sigmoid/tanh in their flat tails, ReLU units that output 0).",
-               lambda i: facet_grid(layer_rows(i.metrics, [needs.SATURATION]), figures_training.saturation_profile)),
+               lambda i: facet_grid(layer_rows(i.metrics, [needs.SATURATION]), figures_training.saturation_profile),
+               has_layer_runs),
     FigureSpec("7b_act_std", "7b. Spread of the hidden activations",
                "Activations whose spread shrinks or grows geometrically with depth are the forward-pass face of "
                "the same problem; compare their init (thin, dashed) and end (thick, solid) profiles.",
-               lambda i: facet_grid(layer_rows(i.metrics, [needs.ACT_STD]), figures_training.act_std_profile)),
+               lambda i: facet_grid(layer_rows(i.metrics, [needs.ACT_STD]), figures_training.act_std_profile),
+               has_layer_runs),
     FigureSpec("8_update_ratio", "8. Update ratio per layer during training (deepest runs)",
                "Layers far below the dashed 1e-3 guide barely move, layers far above it change too fast; light "
                "lines are near the input, dark near the output, on one log scale for all panels.",
-               figure_8),
+               figure_8, has_layer_runs),
     FigureSpec("9a_signal_sq_mean", "9a. Signal propagation: squared mean of the hidden units",
                "Thin dashed lines are at init and thick solid ones at the end: an avg_sq_mean that climbs toward "
                "avg_var (9b) "
                "means every example looks alike to the layer, its shared mean drowning what tells them apart.",
-               lambda i: signal_figure(i, figures_signal.sq_mean_profile)),
+               lambda i: signal_figure(i, figures_signal.sq_mean_profile), has_layer_runs),
     FigureSpec("9b_signal_var", "9b. Signal propagation: variance of the hidden units",
                "A residual stream's variance grows about (1 + alpha^2) per block with ReLU and kaiming init (a "
                "straight line on this log scale; the residual branches alpha z, with circles, follow it), while a "
                "plain network with a norm, or with SELU, keeps it flat and of order 1.",
-               lambda i: signal_figure(i, figures_signal.var_profile)),
+               lambda i: signal_figure(i, figures_signal.var_profile), has_layer_runs),
     FigureSpec("10_jacobian_spectra", "10. Singular values of the input-output Jacobian at initialization",
                "Read each panel's outlines from light (shallow) to dark (deep), on one axis for all panels: a "
                "spectrum that stays piled up in the gold band [0.5, 2] around s = 1 as depth grows is dynamical "
@@ -188,21 +244,33 @@ FIGURES = [
                "depth amplifies some input directions and crushes others, as Gaussian weights and ReLU do "
                "(Pennington et al. 2017). The legend gives each spectrum's share in the band, and the shares "
                "beyond the axis (at most 24 decades wide) or exactly 0.",
-               figure_10),
+               figure_10, has_layer_runs),
     FigureSpec("11a_jacobian_log_sv_mean", "11a. Mean log singular value of the Jacobian during training",
                "Where a line starts is the network's average log gain from input to last hidden layer at init; watch "
                "whether training pulls it toward 0 (the gray line, isometric on average) or leaves it decades below; "
                "a red cross marks the step where a run diverged, at its last measured value.",
-               lambda i: jacobian_figure(i, figures_jacobian.log_sv_mean_curves)),
+               lambda i: jacobian_figure(i, figures_jacobian.log_sv_mean_curves), has_layer_runs),
     FigureSpec("11b_jacobian_isometry", "11b. Share of the Jacobian's singular values within a factor 2 of 1",
                "Near 1 means every input direction reaches the last hidden layer within a factor 2 (dynamical "
                "isometry), near 0 that almost all are amplified or crushed further; compare how the lines move with "
                "training.",
-               lambda i: jacobian_figure(i, figures_jacobian.isometry_curves)),
+               lambda i: jacobian_figure(i, figures_jacobian.isometry_curves), has_layer_runs),
     FigureSpec("12_trainability", "12. Trainability against the depth scale of signal propagation",
                "Cells below the white 6 xi_c curve should train and cells above it should not (Schoenholz et al. "
                "2017), the deepest trainable networks sitting at the dashed edge of chaos; red outlines mark cells on "
                "the other side of the curve than predicted (trainable: test accuracy above chance plus half the way "
                "to the panel's best cell).",
-               figure_12),
+               figure_12, has_layer_runs),
+    FigureSpec("14_state_grad_rms_through_time", "14. Back-propagated state through time at initialization",
+               "Read each panel from right (the readout at step T) to left (the first input): a line that falls to "
+               "the left is a gradient vanishing through time, one that rises is exploding; the dashed black line "
+               "is what mean-field theory predicts for a vanilla cell, sqrt(sigma_w^2 E[phi'(a_t)^2]) per step "
+               f"({NO_THEORY_FOR_LSTM}: their panels have none).",
+               figure_14, has_time_runs),
+    FigureSpec("15_grad_norm_time_heatmap", "15. Each time step's share of the recurrent weights' gradient over "
+               "training (longest runs)",
+               "Each cell is ||h_{t-1}^T delta_t||, what step t adds to dL/dW: watch whether the early steps (bottom) "
+               "stay dark, the long-range dependencies starved of gradient, or fill in as training proceeds; each "
+               "panel has its own color scale, and gray cells are exactly 0 or not finite.",
+               figure_15, has_time_runs),
 ]

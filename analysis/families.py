@@ -5,10 +5,11 @@ A metrics row lies on the layer axis when its `time` is null: a per-layer row (l
 (layer null). A row with a time lies on the time axis: a recurrent network's per-time-step rows (layer 1, time
 1..T). FAMILIES says once what each family's rows mean to the report: whether its per-layer rows are drawn against
 layer (figures 1 to 4, 7 to 9, the first/last and bulk ratios) and whether gradlab.theory's mean-field theory of
-plain and residual MLPs describes it (figures 1 and 4's theory, the predicted ratios, the trainability map). A row with
-neither a layer nor a time is the whole network's, drawn against training step for every family. A family
-not in the table gets neither: its rows are never drawn as layers, and no theory is drawn over it rather than a
-wrong one.
+plain and residual MLPs describes it (figures 1 and 4's theory, the predicted ratios, the trainability map), and
+whether its rows with a time are drawn against time step (figures 14 and 15, the per-step factor and
+gradlab.theory_rnn's prediction, analysis.predict_time). A row with neither a layer nor a time is the whole
+network's, drawn against training step for every family. A family not in the table gets none: its rows are never
+drawn as layers or time steps, and no theory is drawn over it rather than a wrong one.
 """
 
 import math
@@ -21,12 +22,15 @@ import pandas as pd
 class Family(NamedTuple):
     layer_profiles: bool  # its rows with a null time are per-layer profiles, drawn against layer
     mean_field: bool  # gradlab.theory's mean-field theory (plain and residual MLPs) predicts its signal
+    time_profiles: bool = False  # its rows with a time are per-time-step profiles (a recurrent network's)
 
 
-FAMILIES = {"mlp": Family(layer_profiles=True, mean_field=True)}
+FAMILIES = {"mlp": Family(layer_profiles=True, mean_field=True),
+            "rnn": Family(layer_profiles=False, mean_field=False, time_profiles=True)}
 UNKNOWN = Family(layer_profiles=False, mean_field=False)
 NET_BEFORE_RECORDED = "mlp"  # every run recorded before summary.json named its family trained an MLP
 LAYER_FAMILIES = [net for net, family in FAMILIES.items() if family.layer_profiles]
+TIME_FAMILIES = [net for net, family in FAMILIES.items() if family.time_profiles]
 
 
 def recorded_net(summary: dict) -> str:
@@ -76,3 +80,18 @@ def whole_network_rows(metrics: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 def layer_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs whose family's per-layer rows are drawn against layer (figure 4's points and theory)."""
     return runs[runs.net.isin(LAYER_FAMILIES)]
+
+
+def on_time_axis(rows: pd.DataFrame) -> pd.Series:
+    """Per metrics row (with its run's net): whether it is a time-axis row (time 1..T) of a family drawn by time."""
+    return rows.time.notna() & rows.net.isin(TIME_FAMILIES)
+
+
+def time_rows(metrics: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The rows the per-time-step figures and theory read: on the time axis, of the names given."""
+    return metrics[on_time_axis(metrics) & metrics.name.isin(names)]
+
+
+def time_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose family's rows with a time are drawn against time step."""
+    return runs[runs.net.isin(TIME_FAMILIES)]

@@ -1,4 +1,4 @@
-"""Figures of training (3, 5, 6, 7, 8): each draws one panel from a tidy DataFrame, no I/O.
+"""Figures of training (3, 5, 6, 7, 8; and 15's heat map): each draws one panel from a tidy DataFrame, no I/O.
 
 Metric rows carry run, step, layer, name, value, the run's facets, swept keys and series labels; figure 6
 takes run rows. A panel holds one init, so its lines are solid: in figure 5 thick for training and thin for test
@@ -35,22 +35,26 @@ LOSS_SPAN = (0.1, 2.0)  # the loss axis spans at least chance x these: a run stu
 UPDATE_RATIO_GUIDE = 1e-3  # the usual rule of thumb for a healthy ||Delta W|| / ||W|| per step
 
 
-def grad_norm_heatmap(df: pd.DataFrame, ax: Axes) -> None:
-    """Figure 3: log10 grad_norm over layer x training step for one configuration (mean over its seeds)."""
-    rows = df[df.name == "grad_norm"]
+HEATMAP_AXES = {"layer": "layer (1 = input side)", "time": "time step t (1 = first input)"}  # figures 3 and 15
+
+
+def grad_norm_heatmap(df: pd.DataFrame, ax: Axes, along: str = "layer") -> None:
+    """Figure 3 (along layer) or 15 (along time): log10 grad_norm over layer or time step x training step for one
+    configuration (mean over its seeds)."""
+    rows = df[df.name == "grad_norm"].astype({along: float})
     usable = (rows.value > 0) & np.isfinite(rows.value)
     if not usable.any():
         say_empty(ax, nothing_finite(df, "gradient"))
         return
     log10 = np.log10(rows.value.where(usable))  # 0 (underflow) and inf become NaN: gray cells
-    grid = rows.assign(log10=log10).pivot_table(index="layer", columns="step", values="log10", dropna=False)
-    grid = grid.reindex(index=sorted(rows.layer.unique()), columns=sorted(rows.step.unique()))
+    grid = rows.assign(log10=log10).pivot_table(index=along, columns="step", values="log10", dropna=False)
+    grid = grid.reindex(index=sorted(rows[along].unique()), columns=sorted(rows.step.unique()))
     mesh = ax.pcolormesh(grid.columns, grid.index, np.ma.masked_invalid(grid.to_numpy()), shading="nearest",
                          cmap="viridis")
     ax.set_facecolor("0.75")
     ax.figure.colorbar(mesh, ax=ax, label="log10 grad_norm")
     ax.set_xlabel("training step")
-    ax.set_ylabel("layer (1 = input side)")
+    ax.set_ylabel(HEATMAP_AXES[along])
     ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
     ax.grid(False)
 

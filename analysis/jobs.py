@@ -3,7 +3,8 @@
 A run is a job folder, or one replica of a job that trains replicas (its seed is the config's seed + replica).
 Its row holds every key of its .hydra/config.yaml (dotted names: dataset.kind), the summary, and the facts the
 job recorded about its network and data (net, its family; layer_sizes, loss_in_force, input_q0_quantiles, sigma_w2,
-sigma_b2) for the figures and the theory. A job whose config, summary or metrics.parquet footer cannot be read
+sigma_b2; a recurrent network's sigma_w2 is one number, and it records sigma_u2, input_q0_mean and each replica's
+spectral_radius) for the figures and the theory. A job whose config, summary or metrics.parquet footer cannot be read
 raises BrokenJob, naming why.
 """
 
@@ -24,6 +25,7 @@ from gradlab.record import STATUSES
 SUMMARY_COLUMNS = ["status", "steps", "diverged_at_step", "final_train_loss", "final_train_accuracy",
                    "final_test_loss", "final_test_accuracy", "wall_seconds"]  # fmt: skip
 FACT_COLUMNS = ["net", "layer_sizes", "loss_in_force", "input_q0_quantiles", "sigma_w2", "sigma_b2"]  # summary's
+TIME_FACT_COLUMNS = ["sigma_u2", "input_q0_mean", "spectral_radius"]  # a recurrent network's (gradlab.theory_rnn's)
 REQUIRED_METRIC_COLUMNS = ["step", "epoch", "layer", "name", "value"]  # replica is 0 where a record lacks it
 
 
@@ -84,15 +86,24 @@ def recorded_list(value: object, kind: type | tuple[type, ...]) -> tuple | None:
     return None
 
 
+def recorded_number(value: object) -> float | None:
+    """A number from summary.json as a float (not a bool), else None."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def read_facts(summary: dict) -> dict:
     """What the job recorded about its network and data; None for a fact its summary lacks (older records), but
-    sigma_b2, 0 before biases could be drawn, and net, an MLP before the family was recorded."""
-    loss, sigma_b2 = summary.get("loss_in_force"), summary.get("sigma_b2", 0.0)
+    sigma_b2, 0 before biases could be drawn, and net, an MLP before the family was recorded. sigma_w2: one per layer
+    (an MLP's, a tuple) or the recurrent weights' (a float); spectral_radius: one per replica, a tuple."""
+    loss, sigma_b2, sigma_w2 = summary.get("loss_in_force"), summary.get("sigma_b2", 0.0), summary.get("sigma_w2")
     return {"net": recorded_net(summary), "layer_sizes": recorded_list(summary.get("layer_sizes"), int),
             "loss_in_force": loss if isinstance(loss, str) else None,
             "input_q0_quantiles": recorded_list(summary.get("input_q0_quantiles"), (int, float)),
-            "sigma_w2": recorded_list(summary.get("sigma_w2"), (int, float)),
-            "sigma_b2": float(sigma_b2) if isinstance(sigma_b2, int | float) else None}
+            "sigma_w2": recorded_list(sigma_w2, (int, float)) or recorded_number(sigma_w2),
+            "sigma_b2": float(sigma_b2) if isinstance(sigma_b2, int | float) else None,
+            "sigma_u2": recorded_number(summary.get("sigma_u2")),
+            "input_q0_mean": recorded_number(summary.get("input_q0_mean")),
+            "spectral_radius": recorded_list(summary.get("spectral_radius"), (int, float))}
 
 
 def check_metrics(job_dir: Path) -> int:
@@ -129,7 +140,8 @@ def job_runs(job_dir: Path) -> tuple[list[str], list[dict]]:
         if summary["status"] not in ("completed", "diverged"):
             own["status"] = summary["status"]  # an interrupted or failed job stopped every replica
         name = f"{job_dir.parent.name}/{job_dir.name}" + (f"/replica_{replica}" if replicas > 1 else "")
+        radii = facts["spectral_radius"]  # each replica's own W
         rows.append({"job": name, "job_dir": str(job_dir), "replica": replica, **config,
                      "seed": (config.get("seed") or 0) + replica, **{k: own.get(k) for k in SUMMARY_COLUMNS},
-                     **facts})
+                     **facts, "spectral_radius": float(radii[replica]) if radii and replica < len(radii) else None})
     return list(config), rows

@@ -216,8 +216,10 @@ def seed_mean_heatmap(sums: pd.DataFrame, first_run: np.ndarray, runs: pd.DataFr
 
 
 def warn_of_missing_facts(rows: list[dict]) -> None:
-    """One warning for all the runs whose summary does not record what the theory needs."""
-    missing = sum(row["layer_sizes"] is None or row["input_q0_quantiles"] is None for row in rows)
+    """One warning for all the runs of a family the mean-field theory describes whose summary does not record what
+    the theory needs (a recurrent run has no layer sizes)."""
+    missing = sum(family(row["net"]).mean_field and (row["layer_sizes"] is None or row["input_q0_quantiles"] is None)
+                  for row in rows)
     if missing:
         warnings.warn(f"{missing} of {len(rows)} runs have no layer_sizes or input_q0_quantiles in summary.json "
                       "(recorded before they were): no theory for them", NoRecordedFacts, stacklevel=3)

@@ -2,7 +2,8 @@
 records for exactly these rows; the catalog and the findings select them by the same names.
 
 Steps: at init (step 0 only), every step, as a profile (step 0 and the last step where every layer is finite), or
-every step of the deepest runs only (figure 3 at every layer, figure 8 at drawn_layers).
+every step of the deepest runs only (figure 3 at every layer, figure 8 at drawn_layers). A recurrent network's rows
+on the time axis (analysis.families): state_grad_rms at init (figure 14) and grad_norm at every step (figure 15).
 """
 
 import numpy as np
@@ -15,8 +16,10 @@ LOSSES = ["batch_loss", "test_loss"]  # every step: figure 5 (both), learning_st
 JACOBIAN_CURVES = ["jac_log_sv_mean", "jac_isometry"]  # every step: figure 11
 JACOBIAN_AT_INIT = ["jac_isometry", "jac_log_sv_std"]  # at init: the findings' J columns (analysis.isometry)
 UPDATE_RATIO = "update_ratio"  # every step of the deepest runs, at drawn_layers: figure 8
+STATE_GRAD_RMS = "state_grad_rms"  # at init, per time step: figure 14, the per-step factor, the theory's anchor
+TIME_EVERY_STEP = [GRAD_NORM]  # every step, per time step (rows with a time): figure 15
 
-AT_INIT = [DELTA_RMS, GRAD_NORM, *JACOBIAN_AT_INIT]
+AT_INIT = [DELTA_RMS, GRAD_NORM, *JACOBIAN_AT_INIT, STATE_GRAD_RMS]
 PROFILES = [SATURATION, ACT_STD, *SIGNAL]
 EVERY_STEP = [*LOSSES, *JACOBIAN_CURVES]
 MAX_LAYER_LINES = 8  # figure 8's lines per panel

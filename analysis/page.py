@@ -18,6 +18,7 @@ from analysis.isometry import (
     VERDICT_COLUMN,
 )
 from analysis.predict import NO_THEORY_FOR_NORMS, STABLE_BAND, THEORY_VERDICT, VERDICT
+from analysis.predict_time import NO_THEORY_FOR_LSTM, PASCANU, STEP_BAND, TIME_THEORY_VERDICT, TIME_VERDICT
 from analysis.trainability import DEPTH_SCALES, TRAINABLE_SHARE
 
 STYLE = """
@@ -50,13 +51,13 @@ def cell(column: str, value: object) -> str:
     return f"<td>{number(value)}</td>"
 
 
-def findings_table(table: pd.DataFrame) -> str:
-    """The findings as an HTML table, each row tinted by its measured verdict."""
+def findings_table(table: pd.DataFrame, verdict: str = VERDICT) -> str:
+    """The findings as an HTML table, each row tinted by its measured verdict (the column `verdict`)."""
     header = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
     rows = []
     for record in table.to_dict("records"):
         cells = "".join(cell(column, value) for column, value in record.items())
-        rows.append(f'<tr class="{html.escape(str(record.get(VERDICT, "")))}">{cells}</tr>')
+        rows.append(f'<tr class="{html.escape(str(record.get(verdict, "")))}">{cells}</tr>')
     return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
 
 
@@ -97,7 +98,9 @@ et al. 2017); <b>compared</b> leaves out the cells where xi_c does not exist (th
 
 
 def findings_section(table: pd.DataFrame) -> str:
-    """The findings: what each column means, the verdicts' rules, and the table."""
+    """The findings: what each column means, the verdicts' rules, and the table; '' where no run is drawn by layer."""
+    if table.empty:
+        return ""
     band = f"{1 / STABLE_BAND:.2f}"
     return f"""<h2>Findings</h2>
 <p><b>measured</b>: the per-layer ratio r = delta_rms(l) / delta_rms(l+1) of the back-propagated signal at
@@ -120,6 +123,24 @@ ln s is below {NARROW_SPREAD:g} (J scales every direction alike, by a gain away 
 is not (J amplifies some directions and crushes others).
 Accuracy: final test accuracy, mean over seeds, diverged runs counted out.</p>
 {findings_table(table)}"""
+
+
+def time_findings_section(table: pd.DataFrame) -> str:
+    """The findings of recurrent runs: what each column means, the verdicts' rules, and the table."""
+    return f"""<h2>Findings through time (recurrent networks)</h2>
+<p><b>measured</b>: the per-step factor r = state_grad_rms(t) / state_grad_rms(t+1) of the back-propagated state
+dL/dh_t at initialization, the geometric mean over the bulk time steps (leaving out the first and last few, as for
+layers) of a sequence of <b>T</b> steps read out at T, geometric mean over seeds. <b>predicted</b>: the same mean of
+the mean-field profile of a vanilla cell, whose per-step factor is sqrt(sigma_w^2 E[phi'(a_t)^2]) at the
+pre-activation length q_t = sigma_w^2 E[phi(h_(t-1))^2] + sigma_u^2 q_x (gradlab.theory_rnn), from the sigma_w^2,
+sigma_u^2 and input mean square q_x each run recorded; {NO_THEORY_FOR_LSTM}. <b>{TIME_VERDICT}</b> and
+<b>{TIME_THEORY_VERDICT}</b>: vanishing when r &lt; {1 / STEP_BAND:.2f} per step, exploding when r &gt; {STEP_BAND:g},
+stable in between (per step: over T = 64 steps, 0.9 a step is a factor 1000). <b>{PASCANU}</b> (2013): where the
+recurrent weights' spectral radius rho (the first seed's) is below 1 / max|phi'| (1 for tanh and ReLU, 4 for
+sigmoid), the gradient vanishes for an orthogonal or identity W, whose largest singular value is rho; for another W
+(Gaussian: about 2 rho) it is likely, not certain; above it, nothing is ruled out. Accuracy: final test accuracy,
+mean over seeds, diverged runs counted out.</p>
+{findings_table(table, TIME_VERDICT)}"""
 
 
 def page(sources: Sequence[str], runs: pd.DataFrame, skipped: Sequence[str], table: pd.DataFrame,

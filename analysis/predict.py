@@ -171,10 +171,11 @@ def predicted_bulk_ratio(run: pd.Series | tuple) -> float:
     return math.nan if profile is None else profile_bulk_ratio(profile, int(run.depth))
 
 
-def verdict(ratio: float) -> str:
+def verdict(ratio: float, band: float = STABLE_BAND) -> str:
+    """vanishing below 1 / band, exploding above band, stable between (per layer, or per time step with its band)."""
     if not math.isfinite(ratio):
         return "n/a"
-    return "vanishing" if ratio < 1 / STABLE_BAND else "exploding" if ratio > STABLE_BAND else "stable"
+    return "vanishing" if ratio < 1 / band else "exploding" if ratio > band else "stable"
 
 
 def accuracy_text(cell: pd.Series) -> str:

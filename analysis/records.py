@@ -43,8 +43,9 @@ DEEPEST = [needs.GRAD_NORM, needs.UPDATE_RATIO]  # every step of the deepest run
 METRIC_COLUMNS = ["replica", "step", "epoch", "layer", "time", "name", "value"]
 NAMES = list(dict.fromkeys([*AT_STEP_0, *needs.EVERY_STEP, needs.UPDATE_RATIO]))  # every name the report reads
 SPECTRUM_COLUMNS = ["replica", "singular_value", "log_singular_value"]  # J's singular values at step 0: figure 10
+ON_TIME_AXIS = pc.field("name").isin(needs.TIME_EVERY_STEP) & pc.field("time").is_valid()  # a sequence's steps
 NEEDED = (pc.field("name").isin(needs.EVERY_STEP + needs.PROFILES)
-          | ((pc.field("step") == 0) & pc.field("name").isin(AT_STEP_0)))  # fmt: skip
+          | ((pc.field("step") == 0) & pc.field("name").isin(AT_STEP_0)) | ON_TIME_AXIS)  # fmt: skip
 NEEDED_OF_DEEPEST = NEEDED | pc.field("name").isin(DEEPEST)
 
 
@@ -133,13 +134,15 @@ def reduce_chunk(rows: pa.Table, runs_per_job: np.ndarray, group: np.ndarray,
                  deepest_layers: list[int] | None) -> tuple[pa.Table, pd.DataFrame]:
     """A chunk's scanned rows -> the rows the figures read, and the heatmap's sums; deepest_layers: the layers of
     update_ratio figure 8 draws when the chunk holds the deepest jobs, else None (and no heatmap sums). Rows of a
-    replica the job did not train are dropped."""
+    replica the job did not train are dropped. A recurrent network's grad_norm per time step is kept at every step
+    (figure 15): T rows per logged step of each such job."""
     rows = rows.set_column(1, "replica", pc.fill_null(rows["replica"], 0))  # records from before replicas
     replica = rows["replica"].to_numpy()
     rows = rows.filter(pa.array((replica >= 0) & (replica < runs_per_job[rows["job"].to_numpy()])))
     name, step = rows["name"], rows["step"]
     at_init = pc.and_(pc.equal(step, 0), pc.is_in(name, pa.array(AT_STEP_0)))
     keep = pc.or_(pc.is_in(name, pa.array(needs.EVERY_STEP)), at_init)
+    keep = pc.or_(keep, pc.and_(pc.is_in(name, pa.array(needs.TIME_EVERY_STEP)), pc.is_valid(rows["time"])))
     layers = pa.array(deepest_layers or [], pa.int64())
     keep = pc.or_(keep, pc.and_(pc.equal(name, needs.UPDATE_RATIO), pc.is_in(rows["layer"], layers)))
     of_layers = pc.and_(pc.equal(name, needs.GRAD_NORM), pc.is_null(rows["time"]))  # not a sequence's time steps

@@ -25,22 +25,30 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from analysis.best_over import best_over_curves, best_over_section, best_rows  # noqa: E402
-from analysis.catalog import FIGURES, FigureSpec, Inputs  # noqa: E402
+from analysis.catalog import FigureSpec, Inputs, drawn_figures  # noqa: E402
 from analysis.chance import chance_loss  # noqa: E402
-from analysis.families import layer_rows, layer_runs  # noqa: E402
+from analysis.families import layer_rows, layer_runs, time_rows, time_runs  # noqa: E402
 from analysis.figures_init import ratio_rows  # noqa: E402
 from analysis.isometry import AT_INIT, with_jacobian_at_init  # noqa: E402
 from analysis.jobs import FACT_COLUMNS, SUMMARY_COLUMNS  # noqa: E402
 from analysis.layout import panel_grid  # noqa: E402
 from analysis.load import concat_rows, load, tqdm_disable  # noqa: E402
-from analysis.needs import DELTA_RMS  # noqa: E402
-from analysis.page import page  # noqa: E402
+from analysis.needs import DELTA_RMS, STATE_GRAD_RMS  # noqa: E402
+from analysis.page import page, time_findings_section  # noqa: E402
 from analysis.predict import (  # noqa: E402
     depth_curves,
     findings,
     measured_bulk_ratios,
     predicted_bulk_ratio,
     predicted_profiles,
+)
+from analysis.predict_time import (  # noqa: E402
+    TIME_COLUMNS,
+    measured_step_factors,
+    predicted_step_factor,
+    predicted_time_profiles,
+    time_findings,
+    time_steps,
 )
 from analysis.trainability import agreement, trainability_rows  # noqa: E402
 from gradlab.sweeps import find_sweeps, newest_sweep, sweep_running  # noqa: E402
@@ -59,18 +67,30 @@ def analyse(sweeps: list[Path], progress: bool | None = None) -> tuple[Inputs, p
     runs["predicted_bulk_ratio"] = [predicted_bulk_ratio(run) for run in runs.itertuples(index=False)]
     runs["chance_loss"] = [chance_loss(run) for run in runs.itertuples(index=False)]
     runs = with_jacobian_at_init(runs, sweep.metrics)
+    runs = with_time_factors(runs, time_rows(sweep.metrics, [STATE_GRAD_RMS]))
     metrics = concat_rows(sweep.metrics, predicted_profiles(runs, layers))
+    metrics = concat_rows(metrics, predicted_time_profiles(runs, time_rows(sweep.metrics, [STATE_GRAD_RMS])))
     by_layer = layer_runs(runs)
     inputs = Inputs(runs, metrics, ratio_rows(by_layer, depth_curves(by_layer)), sweep.config_keys, sweep.spectra,
                     trainability_rows(runs, sweep.config_keys), sweep.heatmap)
-    return inputs, findings(runs, sweep.config_keys), sweep.skipped
+    return inputs, findings(by_layer, sweep.config_keys), sweep.skipped
 
 
-def runs_csv_columns(config_keys: list[str]) -> list[str]:
+def with_time_factors(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """runs with T (time_steps) and the measured and predicted per-step factors of state_grad_rms at init
+    (analysis.predict_time), NaN for a run without time rows."""
+    runs = runs.assign(time_steps=time_steps(runs, rows), step_factor=measured_step_factors(runs, rows))
+    return runs.assign(predicted_step_factor=[predicted_step_factor(run) for run in runs.itertuples(index=False)])
+
+
+def runs_csv_columns(config_keys: list[str], through_time: bool = False) -> list[str]:
     """runs.csv: the run, one column per config key (dotted: dataset.kind), the summary, facts (net, the family,
-    first) and ratios; a fact that is also a config key keeps the config's place."""
+    first) and ratios, and where through_time (a sweep with recurrent runs) their facts and per-step factors; a fact
+    that is also a config key keeps the config's place."""
     facts = [c for c in FACT_COLUMNS if c not in NOT_IN_CSV]
-    return list(dict.fromkeys(["run", "job", "replica", *config_keys, *SUMMARY_COLUMNS, *facts, *RATIO_COLUMNS]))
+    time = TIME_COLUMNS if through_time else []
+    return list(dict.fromkeys(["run", "job", "replica", *config_keys, *SUMMARY_COLUMNS, *facts, *RATIO_COLUMNS,
+                               *time]))
 
 
 def best_over_figure(rows: pd.DataFrame, key: str, by: str) -> FigureSpec:
@@ -94,17 +114,19 @@ def build(sweeps: list[Path], progress: bool | None = None, best_over: str | Non
     for stale in (out / "figures").glob("*.png"):
         stale.unlink()
     inputs, table, skipped = analyse(sweeps, progress)
-    figures, extra = list(FIGURES), ""
+    through_time = not time_runs(inputs.runs).empty
+    figures = drawn_figures(inputs)
+    extra = time_findings_section(time_findings(inputs.runs, inputs.config_keys)) if through_time else ""
     if best_over:
         rows = best_rows(inputs.runs, best_over, by, inputs.config_keys)
         figures.append(best_over_figure(rows, best_over, by))
-        extra = best_over_section(rows, best_over, by)
+        extra += best_over_section(rows, best_over, by)
     for spec in tqdm(figures, desc="drawing figures", unit="figure", disable=tqdm_disable(progress)):
         fig = spec.build(inputs)
         fig.suptitle(spec.title, fontsize="large", y=1 - 0.12 / fig.get_figheight(), va="top", wrap=True)
         fig.savefig(out / "figures" / f"{spec.name}.png", dpi=DPI)
         plt.close(fig)
-    inputs.runs[runs_csv_columns(inputs.config_keys)].to_csv(out / "runs.csv", index=False)
+    inputs.runs[runs_csv_columns(inputs.config_keys, through_time)].to_csv(out / "runs.csv", index=False)
     html = page([str(s) for s in sweeps], inputs.runs, skipped, table,
                 [(spec.name, spec.title, spec.caption) for spec in figures], agreement(inputs.trainability), extra)
     (out / "index.html").write_text(html, encoding="utf-8")

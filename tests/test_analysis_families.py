@@ -12,6 +12,7 @@ import pytest
 
 from analysis import catalog, families, report
 from analysis.predict import architecture, no_theory, predicted_profile
+from report_frames import drawn_rows
 from test_analysis_records import write_job
 
 matplotlib.use("Agg")
@@ -79,19 +80,6 @@ def test_the_rnn_gets_no_theory_and_no_per_layer_ratio(sweep: Path):
     predicted = inputs.metrics[inputs.metrics.name == "delta_rms_predicted"]
     assert set(predicted.run) == {MLP_RUN}
     assert set(inputs.ratios.run) == {MLP_RUN, -1}  # figure 4: the MLP's point and the theory's line (run -1)
-
-
-def drawn_rows(inputs: catalog.Inputs, monkeypatch) -> dict[str, pd.DataFrame]:
-    """Each figure's rows, as the catalog hands them to its panels."""
-    handed = []
-    monkeypatch.setattr(catalog, "facet_grid", lambda rows, *args, **kwargs: handed.append(rows))
-    monkeypatch.setattr(catalog, "facet_wrap", lambda rows, *args, **kwargs: handed.append(rows))
-    frames = {}
-    for spec in catalog.FIGURES:
-        handed.clear()
-        spec.build(inputs)
-        frames[spec.name] = pd.concat(handed) if handed else pd.DataFrame()
-    return frames
 
 
 def test_time_rows_of_the_rnn_are_never_drawn_as_layers(sweep: Path, monkeypatch):

@@ -158,3 +158,15 @@ def test_the_training_loop_trains_an_rnn_through_the_network_protocol():
     assert finals["test_loss"] < 0.5 * firsts["test_loss"] and finals["test_accuracy"] > 0.85
     times = sorted({time for m in seen for layer, time, name, _ in m.rows if name == "state_grad_rms"})
     assert times == [1, 2, 3, 4, 5, 6]
+
+
+def test_state_gradients_far_below_float32s_squares_are_still_measured():
+    """A float32 norm squares its entries: 1e-23 squared underflows. The per-step rms must not read 0 there."""
+    net = RNN(3, 8, 2, activation="linear", recurrent_gain=0.3, readout="last")
+    x = torch.randn(4, 60, 3, generator=torch.Generator().manual_seed(0))
+    trace = net.trace(x)
+    back = net.backprop(trace, torch.randn(4, 2, generator=torch.Generator().manual_seed(1)))
+    rows = net.measure(trace, back, tensor_norms(back.grads, False), SGD(net.parameters(), 0.1).updates(back.grads))
+    table = {(time, name): value for _, time, name, value in rows.per_replica()[0] if time is not None}
+    first, last = table[(1, "state_grad_rms")], table[(60, "state_grad_rms")]
+    assert 0 < first < 1e-25 and first / last == pytest.approx(0.3**59, rel=1e-3)  # float32 steps, exact gain

@@ -27,8 +27,9 @@ WEIGHTS = {0: "input_weight", 1: "recurrent_weight", 3: "readout_weight"}  # pos
 
 
 def per_example_rms(grad: Tensor) -> Tensor:
-    """sqrt(mean_b ||d loss_b / d v_b||^2) per step from the batch-mean loss's gradient (..., B, T, n): (..., T)."""
-    return torch.linalg.vector_norm(grad, dim=(-3, -1)) * math.sqrt(grad.shape[-3])
+    """sqrt(mean_b ||d loss_b / d v_b||^2) per step from the batch-mean loss's gradient (..., B, T, n): (..., T), in
+    float64 (a float32 norm squares its entries, and reads 0 below about 1e-21, while the state gradient goes on)."""
+    return torch.linalg.vector_norm(grad.double(), dim=(-3, -1)) * math.sqrt(grad.shape[-3])
 
 
 def time_rows(names: list[str], values: list[Tensor], replicas: int) -> Block:
@@ -42,7 +43,7 @@ def time_rows(names: list[str], values: list[Tensor], replicas: int) -> Block:
 def step_stats(net: RNN, trace: RNNTrace, back: RNNBackprop, grad_norms: Tensor, updates: Step) -> Block:
     """Every per-step and whole-network statistic from one forward and backward and the optimizer's step."""
     h_prev, states = trace.h[..., :-1, :], trace.h[..., 1:, :]  # (..., B, T, width)
-    own_share = torch.einsum("...btw,...btg->...twg", h_prev, back.da)  # h_{t-1}^T delta_t, (..., T, width, G width)
+    own_share = torch.einsum("...btw,...btg->...twg", h_prev.double(), back.da.double())  # h_{t-1}^T delta_t, per t
     spread = moments(states.movedim(-2, 0))[1]  # act_std per step: (T, ...)
     argument = trace.a if net.cell == "vanilla" else trace.c[..., 1:, :]  # an LSTM's h_t = o tanh(c_t): tanh's
     saturation = net.activation.saturated(argument).to(argument.dtype).mean((-3, -1))
