@@ -23,7 +23,7 @@ from gradlab.stats import moments
 if TYPE_CHECKING:  # the network calls these; they read only what it passes
     from gradlab.rnn import RNN, RNNBackprop, RNNTrace
 
-WEIGHTS = {0: "input_weight", 1: "recurrent_weight", 3: "readout_weight"}  # positions of U, W, V in parameters()
+WEIGHTS = ("input_weight", "recurrent_weight", "readout_weight")  # the roles of U, W and V
 
 
 def per_example_rms(grad: Tensor) -> Tensor:
@@ -54,9 +54,9 @@ def step_stats(net: RNN, trace: RNNTrace, back: RNNBackprop, grad_norms: Tensor,
         width = net.width
         names += ["cell_grad_rms", "forget_mean"]
         values += [per_example_rms(back.dc), trace.gates[..., width : 2 * width].mean((-3, -1))]
-    positions = list(WEIGHTS)
+    positions = [i for kind in WEIGHTS for i, role in enumerate(net.roles()) if role.kind == kind]
     weight_norms = tensor_norms([net.parameters()[i] for i in positions], net.batched).double()
     update_norms = updates.norms(positions, net.batched).double()
-    whole_keys = [(None, None, f"{WEIGHTS[i]}_{name}") for name in ("grad_norm", "update_ratio") for i in positions]
+    whole_keys = [(None, None, f"{kind}_{name}") for name in ("grad_norm", "update_ratio") for kind in WEIGHTS]
     whole_values = torch.cat([grad_norms[positions].double(), update_norms / weight_norms])
     return concat(time_rows(names, values, net.replicas), Block(whole_keys, whole_values.reshape(-1, net.replicas)))
