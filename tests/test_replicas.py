@@ -96,8 +96,8 @@ def test_replica_run_record_has_a_replica_column_and_per_replica_summary(tmp_pat
 
 
 def test_wandb_keys_carry_the_replica_in_replica_runs():
-    assert wandb_key(7, None, "grad_norm", 2) == "grad_norm/layer_07/replica_2"
-    assert wandb_key(None, None, "test_loss", 0) == "test_loss/replica_0"
+    assert wandb_key(7, "grad_norm", 2) == "grad_norm/layer_07/replica_2"
+    assert wandb_key(None, "test_loss", 0) == "test_loss/replica_0"
 
 
 def test_summary_finals_are_means_over_the_replicas_that_did_not_diverge(tmp_path: Path):

@@ -38,12 +38,13 @@ def history_values(path: Path) -> dict[tuple[int, str], float]:
 
 
 def record_values(run_dir: Path, replicas: int) -> dict[tuple[int, str], float]:
-    """The same numbers from metrics.parquet, keyed as W&B names them: name[/layer_07][/time_005][/replica_1]."""
+    """The same numbers from metrics.parquet, keyed as W&B names them: name[/layer_07][/replica_1] (no time step)."""
     values = {}
     for row in pd.read_parquet(run_dir / "metrics.parquet").itertuples():
         key = row.name if pd.isna(row.layer) else f"{row.name}/layer_{int(row.layer):02d}"
-        time_step = getattr(row, "time", None)  # a recurrent network's per-step rows have one
-        key = key if time_step is None or pd.isna(time_step) else f"{key}/time_{int(time_step):03d}"
+        time_step = getattr(row, "time", None)  # a recurrent network's per-step rows go to the profiles table
+        if time_step is not None and not pd.isna(time_step):
+            continue
         values[(row.step, key if replicas == 1 else f"{key}/replica_{row.replica}")] = row.value
     return values
 
@@ -164,23 +165,21 @@ def test_online_start_that_fails_falls_back_to_offline_with_the_reason(monkeypat
 
 
 @pytest.mark.parametrize(
-    ("layer", "time", "name", "replica", "key"),
+    ("layer", "name", "replica", "key"),
     [
-        (7, None, "grad_norm", None, "grad_norm/layer_07"),
-        (None, None, "train_loss", None, "train_loss"),
-        (7, None, "grad_norm", 2, "grad_norm/layer_07/replica_2"),
-        (None, None, "train_loss", 0, "train_loss/replica_0"),
-        (1, 5, "grad_norm", None, "grad_norm/layer_01/time_005"),
-        (1, 120, "grad_norm", 3, "grad_norm/layer_01/time_120/replica_3"),
-        (None, 5, "hidden_rms", None, "hidden_rms/time_005"),
+        (7, "grad_norm", None, "grad_norm/layer_07"),
+        (None, "train_loss", None, "train_loss"),
+        (7, "grad_norm", 2, "grad_norm/layer_07/replica_2"),
+        (None, "train_loss", 0, "train_loss/replica_0"),
     ],
 )
-def test_wandb_key_names_the_layer_the_time_step_and_the_replica(layer, time, name, replica, key):
-    assert wandb_helper.wandb_key(layer, time, name, replica) == key
+def test_wandb_key_names_the_layer_and_the_replica(layer, name, replica, key):
+    assert wandb_helper.wandb_key(layer, name, replica) == key
 
 
 def test_helper_logs_rows_by_layer_and_time_step_and_profiles_them_in_a_table(tmp_path: Path):
-    """Through the helper process, as a job logs: every row under its key, the per-layer rows in layer_profiles."""
+    """Through the helper process, as a job logs: every row of no time step under its key in the history; the
+    per-layer and per-time-step rows in layer_profiles (a recurrent net's T keys per metric stay out of the history)."""
     helper = tracking.Helper.spawn()
     kwargs = {"project": "p", "entity": None, "run_dir": tmp_path, "group": None, "name": "t", "config": {}}
     logger = tracking.HelperLogger(helper, "offline", kwargs)
@@ -192,10 +191,8 @@ def test_helper_logs_rows_by_layer_and_time_step_and_profiles_them_in_a_table(tm
     helper.release()
     helper.process.wait(timeout=60)  # W&B's service may still be writing the run file until the helper exits
     assert history_values(wandb_file(tmp_path)) == {
-        (0, "epoch"): 0, (0, "loss"): 1, (0, "grad_norm/layer_01"): 2, (0, "grad_norm/layer_01/time_012"): 4,
-        (0, "grad_norm/layer_01/time_003"): 3,
-        (1, "epoch"): 0, (1, "loss"): 2, (1, "grad_norm/layer_01"): 3, (1, "grad_norm/layer_01/time_012"): 5,
-        (1, "grad_norm/layer_01/time_003"): 4,
+        (0, "epoch"): 0, (0, "loss"): 1, (0, "grad_norm/layer_01"): 2,
+        (1, "epoch"): 0, (1, "loss"): 2, (1, "grad_norm/layer_01"): 3,
     }
     assert logged_table(wandb_file(tmp_path), "layer_profiles") == {
         "columns": ["replica", "layer", "time", "name", "at_init", "final"],

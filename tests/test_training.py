@@ -103,9 +103,9 @@ def test_run_job_writes_a_tidy_record_with_its_summary(tmp_path: Path):
 
 
 def test_wandb_keys_name_the_layer_with_two_digits():
-    assert wandb_key(7, None, "grad_norm") == "grad_norm/layer_07"
-    assert wandb_key(30, None, "delta_rms") == "delta_rms/layer_30"
-    assert wandb_key(None, None, "train_loss") == "train_loss"
+    assert wandb_key(7, "grad_norm") == "grad_norm/layer_07"
+    assert wandb_key(30, "delta_rms") == "delta_rms/layer_30"
+    assert wandb_key(None, "train_loss") == "train_loss"
 
 
 def test_wandb_mode_environment_variable_wins(monkeypatch):

@@ -33,12 +33,10 @@ WARM_UP = ("wandb", "requests", "pandas")
 JOB_INPUTS_CHECKED = {"0.31"}
 
 
-def wandb_key(layer: int | None, time: int | None, name: str, replica: int | None = None) -> str:
-    """'grad_norm/layer_07' for a layer's metric, the bare name for a whole-network one; a recurrent network's
-    per-step row adds its time step: 'grad_norm/layer_01/time_005'. With replicas, each key ends in the replica:
-    'grad_norm/layer_07/replica_2'."""
+def wandb_key(layer: int | None, name: str, replica: int | None = None) -> str:
+    """'grad_norm/layer_07' for a layer's metric, the bare name for a whole-network one; with replicas, each key
+    ends in the replica: 'grad_norm/layer_07/replica_2'. (Rows of a time step go to the profiles table instead.)"""
     key = name if layer is None else f"{name}/layer_{layer:02d}"
-    key = key if time is None else f"{key}/time_{time:03d}"
     return key if replica is None else f"{key}/replica_{replica}"
 
 
@@ -72,11 +70,13 @@ class WandbLogger:
         self.latest: dict[tuple[int, int, int | None, str], float] = {}
 
     def log(self, step: int, epoch: int, rows: list[Row], replica: int) -> None:
-        """One measured step as one W&B history row: every row of the measurement under its wandb_key."""
+        """One measured step as one W&B history row: every row of the measurement under its wandb_key, but those of a
+        time step (a recurrent network's T per metric), which go to the profiles table at finish instead."""
         key_replica = replica if self.replicas > 1 else None
         data: dict[str, float] = {"epoch": epoch}
         for layer, time, name, value in rows:
-            data[wandb_key(layer, time, name, key_replica)] = value
+            if time is None:
+                data[wandb_key(layer, name, key_replica)] = value
             if layer is not None:
                 key = (replica, layer, time, name)
                 if step == 0:
@@ -85,7 +85,7 @@ class WandbLogger:
         self.run.log(data, step=step)
 
     def finish(self, exit_code: int) -> None:
-        """Log the step-0 and final per-layer profiles as one table, then close the run."""
+        """Log the step-0 and final profiles, per layer and per time step, as one table, then close the run."""
         try:
             if self.latest:
                 columns = ["replica", "layer", "time", "name", "at_init", "final"]
