@@ -26,7 +26,7 @@ def test_every_dataset_option_composes_and_validates(dataset):
     cfg = compose_config(f"dataset={dataset}", f"net={net}")
     validate(cfg)
     assert cfg.dataset.name == dataset
-    assert loss_name(cfg) == ("bce" if dataset == "toy" else "cross_entropy")
+    assert loss_name(cfg) == {"toy": "bce", "adding": "mse"}.get(dataset, "cross_entropy")
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
@@ -181,6 +181,8 @@ def test_input_length_q_star_needs_a_finite_fixed_point():
     (["net=rnn", "dataset=seq_digits", "recurrent_init=eye"], ["recurrent_init='eye'", "identity"]),
     (["net=rnn", "dataset=seq_digits", "readout=every"], ["readout='every'", "last"]),
     (["net=rnn", "dataset=seq_digits", "recurrent_gain=0"], ["recurrent_gain=0", "> 0"]),
+    (["net=rnn", "dataset=adding", "loss=cross_entropy"], ["loss='cross_entropy'", "numbers", "mse"]),
+    (["net=rnn", "dataset=adding", "dataset.seq_len=1"], ["dataset.seq_len=1", ">= 2"]),
 ])
 def test_a_key_or_data_set_of_the_other_network_family_is_rejected(overrides, words):
     with pytest.raises(ConfigError) as error:

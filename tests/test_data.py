@@ -183,3 +183,15 @@ def test_seq_digits_reads_each_image_pixel_by_pixel_or_row_by_row(rows: bool, sh
     assert torch.equal(seq.x_train[5].reshape(8, 8), image) and torch.equal(seq.y_test, digits.y_test)
     if rows:
         assert torch.equal(seq.x_train[5, 2], image[2])  # step 3 is the image's third row
+
+
+def test_adding_problem_marks_one_value_in_each_half_and_sums_them():
+    split = DATASETS["adding"].load(Path("unused"), SimpleNamespace(seq_len=50, n_train=400, n_test=100))
+    x, y = split.x_train, split.y_train
+    assert x.shape == (400, 50, 2) and y.shape == (400, 1) and DATASETS["adding"].regression
+    markers = x[..., 1]
+    assert (markers[:, :25].sum(1) == 1).all() and (markers[:, 25:].sum(1) == 1).all()
+    torch.testing.assert_close(y[:, 0], (x[..., 0] * markers).sum(1))
+    assert 0 <= x[..., 0].min() and x[..., 0].max() < 1
+    baseline = (split.y_test - 1).pow(2).mean()  # always answering 1: E[(u + v - 1)^2] = 1/6
+    assert abs(float(baseline) - 1 / 6) < 0.03

@@ -15,7 +15,7 @@ from gradlab.theory_depth import length_fixed_point
 from gradlab.train import TrainSettings
 
 Q_STAR = "q_star"  # dataset.q0's value for the length map's own fixed point
-DATASET_OPTIONS = ("test_fraction", "kind", "n_samples", "noise", "rows")  # DatasetConfig's per-data-set fields
+DATASET_OPTIONS = ("test_fraction", "kind", "n_samples", "noise", "rows", "seq_len", "n_train", "n_test")  # per set
 
 
 @dataclass
@@ -30,6 +30,9 @@ class DatasetConfig:
     n_samples: int | None = None  # toy
     noise: float | None = None  # toy
     rows: bool | None = None  # seq_digits: one row of 8 pixels per step (T = 8) instead of one pixel (T = 64)
+    seq_len: int | None = None  # adding: the sequence length T
+    n_train: int | None = None  # adding: generated training sequences
+    n_test: int | None = None  # adding: generated test sequences
     q0: Any = None  # every data set: null (as standardized), a number > 0, or q_star: each example's mean square
 
 

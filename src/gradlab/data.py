@@ -26,10 +26,10 @@ INPUT_LENGTH_QUANTILES = 16  # the theory averages over this many input lengths 
 
 class Split(NamedTuple):
     x_train: Tensor  # (N, n_features), or (N, T, n_features) for a sequence data set
-    y_train: Tensor  # (N,) class indices
+    y_train: Tensor  # (N,) class indices, or (N, n_out) numbers for a regression data set
     x_test: Tensor
     y_test: Tensor
-    n_classes: int
+    n_classes: int  # a regression data set: its number of outputs
 
 
 class DatasetOptions(Protocol):
@@ -38,6 +38,9 @@ class DatasetOptions(Protocol):
     n_samples: int
     noise: float
     rows: bool
+    seq_len: int
+    n_train: int
+    n_test: int
 
 
 class DataUnavailable(RuntimeError):
@@ -49,6 +52,7 @@ class DataSource(NamedTuple):
     n_classes: int
     options: tuple[str, ...] = ()  # the dataset.* options it reads; conf/dataset/<name>.yaml sets exactly these
     sequence: bool = False  # examples are sequences (N, T, n_in), for a recurrent network; else vectors (N, n_in)
+    regression: bool = False  # targets are numbers (N, n_out), scored by their squared error; else class indices
 
 
 def input_length_quantiles(x: Tensor, count: int = INPUT_LENGTH_QUANTILES) -> list[float]:
@@ -114,6 +118,28 @@ def load_seq_digits(data_dir: Path, options: DatasetOptions) -> Split:
     steps, width = (8, 8) if options.rows else (64, 1)
     x_train, y_train, x_test, y_test = split[:4]
     return Split(x_train.reshape(-1, steps, width), y_train, x_test.reshape(-1, steps, width), y_test, 10)
+
+
+def adding_problem(n: int, steps: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Hochreiter & Schmidhuber 1997's adding problem as Le et al. 2015 pose it: x_t = (u_t, m_t), u_t ~ U(0, 1),
+    one marker m_t = 1 in the first half and one in the second; the target is the sum of the two marked u_t."""
+    values = torch.rand(n, steps, generator=gen)
+    half = steps // 2
+    first = torch.randint(0, half, (n,), generator=gen)
+    second = torch.randint(half, steps, (n,), generator=gen)
+    markers = torch.zeros(n, steps)
+    markers[torch.arange(n), first] = 1.0
+    markers[torch.arange(n), second] = 1.0
+    target = (values * markers).sum(1, keepdim=True)  # (n, 1)
+    return torch.stack([values, markers], dim=-1), target
+
+
+def load_adding(data_dir: Path, options: DatasetOptions) -> Split:
+    """The adding problem, generated (seeded) at dataset.seq_len steps: always answering 1 scores an MSE of 1/6."""
+    gen = torch.Generator().manual_seed(SPLIT_SEED)
+    x_train, y_train = adding_problem(options.n_train, options.seq_len, gen)
+    x_test, y_test = adding_problem(options.n_test, options.seq_len, gen)
+    return Split(x_train, y_train, x_test, y_test, 1)
 
 
 def make_moons(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -209,4 +235,6 @@ DATASETS: dict[str, DataSource] = {
     "mnist": DataSource(torchvision_loader("mnist", "MNIST"), n_classes=10),
     "fashion_mnist": DataSource(torchvision_loader("fashion_mnist", "FashionMNIST"), n_classes=10),
     "seq_digits": DataSource(load_seq_digits, n_classes=10, options=("test_fraction", "rows"), sequence=True),
+    "adding": DataSource(load_adding, n_classes=1, options=("seq_len", "n_train", "n_test"), sequence=True,
+                         regression=True),
 }

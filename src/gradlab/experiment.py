@@ -32,6 +32,7 @@ from gradlab.train import TrainResult, TrainSettings, train
 from gradlab.validation import validate, validate_data
 
 FINAL_NAMES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+REGRESSION_NAMES = ("train_mse", "test_mse")  # in place of the accuracies, where the targets are numbers
 
 
 class JobInterrupted(Exception):
@@ -225,10 +226,16 @@ def final_metrics(latest: dict[int, dict[str, float]], diverged_at: tuple[int | 
     (over all of them when every one diverged, as for a single run)."""
     alive = [r for r, at in enumerate(diverged_at) if at is None] or list(range(len(diverged_at)))
     finals = {}
-    for name in FINAL_NAMES:
+    for name in final_names(latest):
         values = [latest[r][name] for r in alive if name in latest.get(r, {})]
         finals[f"final_{name}"] = sum(values) / len(values) if values else None
     return finals
+
+
+def final_names(latest: dict[int, dict[str, float]]) -> tuple[str, ...]:
+    """The names of a run's final evaluation: FINAL_NAMES, and the mean squared errors of a regression run."""
+    measured = {name for values in latest.values() for name in values}
+    return FINAL_NAMES + tuple(name for name in REGRESSION_NAMES if name in measured)
 
 
 def replica_results(
@@ -237,6 +244,6 @@ def replica_results(
     """Each replica's seed, status and final evaluation, for a run that trains replicas."""
     return [
         {"replica": r, "seed": seed + r, "status": "completed" if at is None else "diverged", "diverged_at_step": at,
-         **{f"final_{name}": latest.get(r, {}).get(name) for name in FINAL_NAMES}}
+         **{f"final_{name}": latest.get(r, {}).get(name) for name in final_names(latest)}}
         for r, at in enumerate(diverged_at)
     ]

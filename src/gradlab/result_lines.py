@@ -32,8 +32,9 @@ def shown_duration(seconds: float) -> str:
 
 
 def accuracy_text(summary: dict[str, Any]) -> str:
-    """The final test accuracy, and over how many replicas it is a mean where the job trained several."""
-    accuracy = summary.get("final_test_accuracy")
+    """The final test accuracy (a regression run's test MSE), and over how many replicas it is a mean where the job
+    trained several."""
+    accuracy = summary.get("final_test_mse", summary.get("final_test_accuracy"))
     shown = f"{accuracy:.3f}" if isinstance(accuracy, int | float) else "-"
     replicas = summary.get("replicas")
     if not isinstance(replicas, list) or len(replicas) < 2 or accuracy is None:
@@ -64,7 +65,8 @@ def job_line(run_dir: Path, name: str, sweep_dir: Path | None = None, number: in
     seconds = summary.get("wall_seconds")
     shown_seconds = f"{seconds:.2f} s" if isinstance(seconds, int | float) else "- s"
     place, left = place_in_sweep(sweep_dir, number)
-    return (f"gradlab: {place}{name}: {summary.get('status', 'no record')}, test accuracy {accuracy_text(summary)}, "
+    metric = "test MSE" if "final_test_mse" in summary else "test accuracy"
+    return (f"gradlab: {place}{name}: {summary.get('status', 'no record')}, {metric} {accuracy_text(summary)}, "
             f"{shown_seconds}, {shown_path(run_dir)}{left}")
 
 

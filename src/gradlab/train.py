@@ -53,15 +53,28 @@ class TrainResult(NamedTuple):
     replica_diverged_at: tuple[int | None, ...] = (None,)  # per replica: the step it diverged at
 
 
+def score(loss: Loss, logits: Tensor, target: Tensor) -> Tensor:
+    """Each example's score, (..., B): 1 where the predicted class is the target's; for numeric targets (regression),
+    the squared error summed over outputs, (f - y)^2."""
+    if target.is_floating_point():
+        return (logits - target).pow(2).sum(-1)
+    return (loss.predict(logits) == target).to(logits.dtype)
+
+
+def metric_name(y: Tensor) -> str:
+    """What score() gives for these targets: accuracy, or mse for numeric ones."""
+    return "mse" if y.is_floating_point() else "accuracy"
+
+
 def evaluate(net: Network, loss: Loss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """(mean loss, accuracy) over a whole set, in chunks so memory stays bounded; (R,) each if batched."""
-    total_loss, correct = 0.0, 0.0
+    """(mean loss, mean score: accuracy or mse) over a whole set, in chunks so memory stays bounded; (R,) if batched."""
+    total_loss, total_score = 0.0, 0.0
     for start in range(0, len(x), EVAL_CHUNK):
         logits = net.infer(x[start : start + EVAL_CHUNK])
         target = y[start : start + EVAL_CHUNK]
         total_loss = total_loss + loss.value(logits, target).to(torch.float64).sum(-1)
-        correct = correct + (loss.predict(logits) == target).to(torch.float64).sum(-1)
-    return total_loss / len(x), correct / len(x)
+        total_score = total_score + score(loss, logits, target).to(torch.float64).sum(-1)
+    return total_loss / len(x), total_score / len(x)
 
 
 class Closing(NamedTuple):
@@ -76,7 +89,8 @@ def closing(net: Network, loss: Loss, split: Split, jacobian_x: Tensor | None) -
     """The full-set evaluation and, given fixed examples, the Jacobian's rows and spectra as ln s, (R, B, k)."""
     train_loss, train_accuracy = evaluate(net, loss, split.x_train, split.y_train)
     test_loss, test_accuracy = evaluate(net, loss, split.x_test, split.y_test)
-    rows = block(whole("train_loss", "train_accuracy", "test_loss", "test_accuracy"),
+    metric = metric_name(split.y_train)
+    rows = block(whole("train_loss", f"train_{metric}", "test_loss", f"test_{metric}"),
                  [train_loss, train_accuracy, test_loss, test_accuracy])
     finite = torch.isfinite(torch.stack([train_loss, test_loss])).all(0).reshape(-1)
     if jacobian_x is None:
@@ -140,15 +154,15 @@ def gradients(net: Network, loss: Loss, x: Tensor, y: Tensor) -> Gradients:
     """Forward and backward on one mini-batch, for the batch-mean loss."""
     trace = net.trace(x)
     losses, dlogits = loss.value_and_grad(trace.logits, y)  # (..., B), (..., B, n_out): d loss_b / d logits_b
-    back = net.backprop(trace, dlogits / y.shape[-1])
+    back = net.backprop(trace, dlogits / losses.shape[-1])  # the batch-mean loss: B examples
     grad_norms = tensor_norms(back.grads, net.batched)
     return Gradients(trace, back, losses.mean(-1), grad_norms, global_norm(grad_norms))
 
 
 def step_rows(net: Network, loss: Loss, g: Gradients, y: Tensor, updates: Step) -> Block:
-    """Everything measured at a step: the network's own statistics, the batch loss and accuracy."""
-    accuracy = (loss.predict(g.trace.logits) == y).to(g.trace.logits.dtype).mean(-1)
-    batch = block(whole("batch_loss", "batch_accuracy"), [g.batch_loss, accuracy])
+    """Everything measured at a step: the network's own statistics, the batch loss and accuracy (or mse)."""
+    scores = score(loss, g.trace.logits, y).mean(-1)
+    batch = block(whole("batch_loss", f"batch_{metric_name(y)}"), [g.batch_loss, scores])
     return concat(net.measure(g.trace, g.back, g.grad_norms, updates), batch)
 
 

@@ -63,6 +63,10 @@ def validate_dataset(options: DatasetConfig | DictConfig) -> None:
         _check_test_fraction(options)
     if options.kind is not None:
         _check_toy(options)
+    if options.seq_len is not None:
+        _at_least("dataset.seq_len", options.seq_len, 2)
+        _at_least("dataset.n_train", options.n_train, 1)
+        _at_least("dataset.n_test", options.n_test, 1)
 
 
 def _check_test_fraction(options: DatasetConfig | DictConfig) -> None:
@@ -133,6 +137,9 @@ def validate(cfg: DictConfig | Config) -> None:
     one_of("dtype", cfg.dtype, DTYPES)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device='cuda' is not available on this machine; expected one of: cpu")
+    if DATASETS[cfg.dataset.name].regression and loss_name(cfg) != "mse":
+        raise ConfigError(f"loss={loss_name(cfg)!r} does not fit dataset={cfg.dataset.name!r}, whose targets are "
+                          "numbers; expected one of: mse")
     needs = LOSSES[loss_name(cfg)].n_classes
     has = DATASETS[cfg.dataset.name].n_classes
     if needs is not None and needs != has:
