@@ -25,6 +25,7 @@ from gradlab.record import STATUSES
 SUMMARY_COLUMNS = ["status", "steps", "diverged_at_step", "final_train_loss", "final_train_accuracy",
                    "final_test_loss", "final_test_accuracy", "wall_seconds"]  # fmt: skip
 FACT_COLUMNS = ["net", "layer_sizes", "loss_in_force", "input_q0_quantiles", "sigma_w2", "sigma_b2"]  # summary's
+REGRESSION_COLUMNS = ["final_train_mse", "final_test_mse"]  # a regression run's, mean (f - y)^2, for its accuracies
 TIME_FACT_COLUMNS = ["sigma_u2", "input_q0_mean", "spectral_radius"]  # a recurrent network's (gradlab.theory_rnn's)
 REQUIRED_METRIC_COLUMNS = ["step", "epoch", "layer", "name", "value"]  # replica is 0 where a record lacks it
 
@@ -142,6 +143,7 @@ def job_runs(job_dir: Path) -> tuple[list[str], list[dict]]:
         name = f"{job_dir.parent.name}/{job_dir.name}" + (f"/replica_{replica}" if replicas > 1 else "")
         radii = facts["spectral_radius"]  # each replica's own W
         rows.append({"job": name, "job_dir": str(job_dir), "replica": replica, **config,
-                     "seed": (config.get("seed") or 0) + replica, **{k: own.get(k) for k in SUMMARY_COLUMNS},
+                     "seed": (config.get("seed") or 0) + replica,
+                     **{k: own.get(k) for k in [*SUMMARY_COLUMNS, *REGRESSION_COLUMNS]},
                      **facts, "spectral_radius": float(radii[replica]) if radii and replica < len(radii) else None})
     return list(config), rows

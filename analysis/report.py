@@ -30,7 +30,7 @@ from analysis.chance import chance_loss  # noqa: E402
 from analysis.families import layer_rows, layer_runs, time_rows, time_runs  # noqa: E402
 from analysis.figures_init import ratio_rows  # noqa: E402
 from analysis.isometry import AT_INIT, with_jacobian_at_init  # noqa: E402
-from analysis.jobs import FACT_COLUMNS, SUMMARY_COLUMNS  # noqa: E402
+from analysis.jobs import FACT_COLUMNS, REGRESSION_COLUMNS, SUMMARY_COLUMNS  # noqa: E402
 from analysis.layout import panel_grid  # noqa: E402
 from analysis.load import concat_rows, load, tqdm_disable  # noqa: E402
 from analysis.needs import DELTA_RMS, STATE_GRAD_RMS  # noqa: E402
@@ -83,14 +83,16 @@ def with_time_factors(runs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(predicted_step_factor=[predicted_step_factor(run) for run in runs.itertuples(index=False)])
 
 
-def runs_csv_columns(config_keys: list[str], through_time: bool = False) -> list[str]:
+def runs_csv_columns(config_keys: list[str], through_time: bool = False, regression: bool = False) -> list[str]:
     """runs.csv: the run, one column per config key (dotted: dataset.kind), the summary, facts (net, the family,
-    first) and ratios, and where through_time (a sweep with recurrent runs) their facts and per-step factors; a fact
-    that is also a config key keeps the config's place."""
+    first) and ratios, and where through_time (a sweep with recurrent runs) their facts and per-step factors, where
+    regression (runs with numeric targets) their mean squared errors; a fact that is also a config key keeps the
+    config's place."""
     facts = [c for c in FACT_COLUMNS if c not in NOT_IN_CSV]
     time = TIME_COLUMNS if through_time else []
-    return list(dict.fromkeys(["run", "job", "replica", *config_keys, *SUMMARY_COLUMNS, *facts, *RATIO_COLUMNS,
-                               *time]))
+    errors = REGRESSION_COLUMNS if regression else []
+    return list(dict.fromkeys(["run", "job", "replica", *config_keys, *SUMMARY_COLUMNS, *errors, *facts,
+                               *RATIO_COLUMNS, *time]))
 
 
 def best_over_figure(rows: pd.DataFrame, key: str, by: str) -> FigureSpec:
@@ -126,7 +128,8 @@ def build(sweeps: list[Path], progress: bool | None = None, best_over: str | Non
         fig.suptitle(spec.title, fontsize="large", y=1 - 0.12 / fig.get_figheight(), va="top", wrap=True)
         fig.savefig(out / "figures" / f"{spec.name}.png", dpi=DPI)
         plt.close(fig)
-    inputs.runs[runs_csv_columns(inputs.config_keys, through_time)].to_csv(out / "runs.csv", index=False)
+    regression = bool(inputs.runs.final_test_mse.notna().any())
+    inputs.runs[runs_csv_columns(inputs.config_keys, through_time, regression)].to_csv(out / "runs.csv", index=False)
     html = page([str(s) for s in sweeps], inputs.runs, skipped, table,
                 [(spec.name, spec.title, spec.caption) for spec in figures], agreement(inputs.trainability), extra)
     (out / "index.html").write_text(html, encoding="utf-8")
