@@ -72,6 +72,7 @@ def indices(roles: list[Role], kind: str) -> slice | list[int]:
     """The positions in parameters() of every parameter of this kind, in order: a slice where they are contiguous
     (an MLP's are), so that picking them from a list or a tensor of norms copies nothing."""
     found = [i for i, role in enumerate(roles) if role.kind == kind]
-    if found == list(range(found[0], found[-1] + 1)) if found else True:
-        return slice(found[0], found[-1] + 1) if found else slice(0, 0)
-    return found
+    if not found:
+        return slice(0, 0)
+    contiguous = found == list(range(found[0], found[-1] + 1))
+    return slice(found[0], found[-1] + 1) if contiguous else found

@@ -55,7 +55,8 @@ def step_stats(net: RNN, trace: RNNTrace, back: RNNBackprop, grad_norms: Tensor,
         names += ["cell_grad_rms", "forget_mean"]
         values += [per_example_rms(back.dc), trace.gates[..., width : 2 * width].mean((-3, -1))]
     positions = [i for kind in WEIGHTS for i, role in enumerate(net.roles()) if role.kind == kind]
-    weight_norms = tensor_norms([net.parameters()[i] for i in positions], net.batched).double()
+    params = net.parameters()
+    weight_norms = tensor_norms([params[i] for i in positions], net.batched).double()
     update_norms = updates.norms(positions, net.batched).double()
     whole_keys = [(None, None, f"{kind}_{name}") for name in ("grad_norm", "update_ratio") for kind in WEIGHTS]
     whole_values = torch.cat([grad_norms[positions].double(), update_norms / weight_norms])

@@ -80,18 +80,18 @@ def evaluate(net: Network, loss: Loss, x: Tensor, y: Tensor) -> tuple[Tensor, Te
 class Closing(NamedTuple):
     """The measurements that close an epoch (and open the run, at step 0)."""
 
-    rows: Block  # train_loss, train_accuracy, test_loss, test_accuracy, and J's rows when measured
+    rows: Block  # train_loss, train_accuracy (or _mse), test_loss, test_accuracy (or _mse), J's rows when measured
     spectra: Tensor | None  # J's ln s, (R, B, k), when measured
     finite: Tensor  # per replica: both losses are finite, (R,)
 
 
 def closing(net: Network, loss: Loss, split: Split, jacobian_x: Tensor | None) -> Closing:
     """The full-set evaluation and, given fixed examples, the Jacobian's rows and spectra as ln s, (R, B, k)."""
-    train_loss, train_accuracy = evaluate(net, loss, split.x_train, split.y_train)
-    test_loss, test_accuracy = evaluate(net, loss, split.x_test, split.y_test)
+    train_loss, train_score = evaluate(net, loss, split.x_train, split.y_train)
+    test_loss, test_score = evaluate(net, loss, split.x_test, split.y_test)
     metric = metric_name(split.y_train)
     rows = block(whole("train_loss", f"train_{metric}", "test_loss", f"test_{metric}"),
-                 [train_loss, train_accuracy, test_loss, test_accuracy])
+                 [train_loss, train_score, test_loss, test_score])
     finite = torch.isfinite(torch.stack([train_loss, test_loss])).all(0).reshape(-1)
     if jacobian_x is None:
         return Closing(rows, None, finite)
