@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from analysis import (
     figures_init,
     figures_jacobian,
+    figures_length,
     figures_signal,
     figures_time,
     figures_trainability,
@@ -93,12 +94,13 @@ def loss_rows(inputs: Inputs) -> pd.DataFrame:
 def figure_6(inputs: Inputs) -> Figure:
     """One heat map of every run's final test accuracy, its size following its cells (a cell holds '0.93 / 1/3
     diverged'), wide enough on the left for the rows' labels."""
-    table = figures_training.accuracy_table(inputs.runs, inputs.config_keys)
+    runs = layer_runs(inputs.runs)  # a recurrent run's score against its length is figure 16
+    table = figures_training.accuracy_table(runs, inputs.config_keys)
     rows, columns = table.values.shape
     longest = max(len(label) for label in table.values.index)
     fig, axes = panel_grid(1, 1, (0, 0), panel=(max(2.6, 0.95 * columns + 0.9), max(1.5, 0.34 * rows)),
                            margins={"left": 0.55 + 0.075 * longest, "right": 0.5})
-    figures_training.accuracy_heatmap(inputs.runs, axes[0, 0], inputs.config_keys)
+    figures_training.accuracy_heatmap(runs, axes[0, 0], inputs.config_keys)
     return fig
 
 
@@ -177,6 +179,12 @@ def figure_15(inputs: Inputs) -> Figure:
                       title=longest_title, share=False)
 
 
+def figure_16(inputs: Inputs) -> Figure:
+    rows = figures_length.length_rows(inputs.runs, inputs.config_keys)
+    return facet_wrap(rows, figures_length.score_against_length, by="dataset", share=False,
+                      title=lambda rows: f"dataset={rows.dataset.iloc[0]}")
+
+
 def drawn_figures(inputs: Inputs) -> list[FigureSpec]:
     """The figures this sweep gets, in order: every one but those through time where it has no recurrent runs."""
     return [spec for spec in FIGURES if spec.drawn_for is None or spec.drawn_for(inputs)]
@@ -212,7 +220,7 @@ FIGURES = [
     FigureSpec("6_final_accuracy", "6. Final test accuracy",
                "Read each row left to right as the network deepens: the cells that fall to chance (0.1 for ten "
                "classes) are the configurations whose gradient did not reach the first layers.",
-               figure_6),
+               figure_6, has_layer_runs),
     FigureSpec("7a_saturation", "7a. Saturated (or dead) hidden units",
                "Thin dashed lines are at init and thick solid ones at the end: a layer near 1 passes almost no "
                "gradient back (sigmoid/tanh in their flat tails, ReLU units that output 0).",
@@ -265,7 +273,7 @@ FIGURES = [
                "Read each panel from right (the readout at step T) to left (the first input): a line that falls to "
                "the left is a gradient vanishing through time, one that rises is exploding; the dashed black line "
                "is what mean-field theory predicts for a vanilla cell, sqrt(sigma_w^2 E[phi'(a_t)^2]) per step "
-               f"({NO_THEORY_FOR_LSTM}: their panels have none).",
+               f"({NO_THEORY_FOR_LSTM}, nor for an identity W or readout=every: their panels have none).",
                figure_14, has_time_runs),
     FigureSpec("15_grad_norm_time_heatmap", "15. Each time step's share of the recurrent weights' gradient over "
                "training (longest runs)",
@@ -273,4 +281,9 @@ FIGURES = [
                "stay dark, the long-range dependencies starved of gradient, or fill in as training proceeds; each "
                "panel has its own color scale, and gray cells are exactly 0 or not finite.",
                figure_15, has_time_runs),
+    FigureSpec("16_score_vs_length", "16. Final score against sequence length",
+               "Each line is one recurrent configuration trained at several lengths T: a line that climbs to the "
+               "dashed baseline (what a network that learned nothing from its inputs scores) as T grows is one whose "
+               "gradient no longer reaches the early steps; error bars span the seeds.",
+               figure_16, has_time_runs),
 ]

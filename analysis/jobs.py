@@ -26,7 +26,6 @@ SUMMARY_COLUMNS = ["status", "steps", "diverged_at_step", "final_train_loss", "f
                    "final_test_loss", "final_test_accuracy", "wall_seconds"]  # fmt: skip
 FACT_COLUMNS = ["net", "layer_sizes", "loss_in_force", "input_q0_quantiles", "sigma_w2", "sigma_b2"]  # summary's
 REGRESSION_COLUMNS = ["final_train_mse", "final_test_mse"]  # a regression run's, mean (f - y)^2, for its accuracies
-TIME_FACT_COLUMNS = ["sigma_u2", "input_q0_mean", "spectral_radius"]  # a recurrent network's (gradlab.theory_rnn's)
 REQUIRED_METRIC_COLUMNS = ["step", "epoch", "layer", "name", "value"]  # replica is 0 where a record lacks it
 
 
@@ -104,7 +103,9 @@ def read_facts(summary: dict) -> dict:
             "sigma_b2": float(sigma_b2) if isinstance(sigma_b2, int | float) else None,
             "sigma_u2": recorded_number(summary.get("sigma_u2")),
             "input_q0_mean": recorded_number(summary.get("input_q0_mean")),
-            "spectral_radius": recorded_list(summary.get("spectral_radius"), (int, float))}
+            "spectral_radius": recorded_list(summary.get("spectral_radius"), (int, float)),
+            "baseline_metric": metric if isinstance(metric := summary.get("baseline_metric"), str) else None,
+            "baseline": recorded_number(summary.get("baseline"))}
 
 
 def check_metrics(job_dir: Path) -> int:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from analysis.accuracy import seed_mean_accuracy
 from analysis.families import family, net_of, time_runs
+from analysis.figures_length import metric_of
 from analysis.needs import STATE_GRAD_RMS
 from analysis.predict import MIN_BULK_LAYERS, accuracy_text, bulk_layers, verdict
 from analysis.series import FACETS, curve_keys, describe
@@ -24,10 +25,12 @@ from gradlab import theory_rnn
 
 STEP_BAND = 1.1  # per time step: 0.9^64 = 1e-3, so a band as wide as the MLP's per layer would hide a vanishing T = 64
 NO_THEORY_FOR_LSTM = "no theory for LSTM cells"
+NO_THEORY_FOR_IDENTITY = "no theory for recurrent_init=identity: mean field needs a random W, not W = I"
 PREDICTED = "state_grad_rms_predicted"
 TIME_VERDICT, TIME_THEORY_VERDICT = "state_grad_rms verdict", "state_grad_rms theory"
 PASCANU = "Pascanu et al."  # the findings' column: which side of rho = 1 / max|phi'| the run's W sits
-TIME_COLUMNS = ["time_steps", "step_factor", "predicted_step_factor", "sigma_u2", "input_q0_mean", "spectral_radius"]
+TIME_COLUMNS = ["time_steps", "step_factor", "predicted_step_factor", "sigma_u2", "input_q0_mean", "spectral_radius",
+                "baseline_metric", "baseline"]
 
 
 class Cell(NamedTuple):
@@ -40,6 +43,8 @@ class Cell(NamedTuple):
     sigma_u2: float | None
     q_x: float | None
     sigma_b2: float = 0.0
+    readout: str = "last"
+    recurrent_init: str = "orthogonal"
 
 
 def number(value: object) -> float | None:
@@ -52,7 +57,9 @@ def cell_of(run: pd.Series | tuple) -> Cell:
     cell = getattr(run, "cell", None)
     return Cell(net_of(run), cell if isinstance(cell, str) else None, str(run.activation),
                 number(getattr(run, "sigma_w2", None)), number(getattr(run, "sigma_u2", None)),
-                number(getattr(run, "input_q0_mean", None)), number(getattr(run, "sigma_b2", None)) or 0.0)
+                number(getattr(run, "input_q0_mean", None)), number(getattr(run, "sigma_b2", None)) or 0.0,
+                readout if isinstance(readout := getattr(run, "readout", None), str) else "last",
+                str(getattr(run, "recurrent_init", "orthogonal")))
 
 
 def no_time_theory(cell: Cell) -> str | None:
@@ -63,6 +70,10 @@ def no_time_theory(cell: Cell) -> str | None:
         return NO_THEORY_FOR_LSTM
     if cell.cell != "vanilla":
         return f"no theory for cell={cell.cell}"
+    if cell.recurrent_init == "identity":
+        return NO_THEORY_FOR_IDENTITY
+    if cell.readout != "last":
+        return f"no theory for readout={cell.readout}: the gradient enters at every step"
     if None in (cell.sigma_w2, cell.sigma_u2, cell.q_x):
         return "recorded before sigma_w2, sigma_u2 and input_q0_mean were"
     return None
@@ -163,6 +174,22 @@ def time_findings(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFram
                **{key: describe(first[key]) for key in apart}, "T": describe(first.time_steps),
                "measured": measured, "predicted": predicted, TIME_VERDICT: verdict(measured, STEP_BAND),
                TIME_THEORY_VERDICT: why if why else verdict(predicted, STEP_BAND), PASCANU: pascanu_text(first)}
-        cell = seed_mean_accuracy(group.assign(one=0), "one").iloc[0]
-        rows.append({**row, "accuracy": accuracy_text(cell)})
+        rows.append({**row, "final score": score_text(group)})
     return pd.DataFrame(rows)
+
+
+SCORE_NAMES = {"test_accuracy": "accuracy", "test_mse": "MSE", "test_loss": "loss"}
+
+
+def score_text(group: pd.DataFrame) -> str:
+    """A findings cell: the configuration's final score by its data set's metric (figures_length.metric_of), the mean
+    over the seeds that did not diverge, with the baseline a network that learned nothing scores."""
+    first = group.iloc[0]
+    metric = metric_of(first)
+    if metric == "test_accuracy":
+        text = accuracy_text(seed_mean_accuracy(group.assign(one=0), "one").iloc[0])
+    else:
+        kept = group[group.status != "diverged"][f"final_{metric}"].astype(float)
+        text = f"{kept.mean():.3g}" if len(kept) else "diverged"
+    chance = number(getattr(first, "baseline", None))
+    return f"{SCORE_NAMES.get(metric, metric)} {text}" + (f" (baseline {chance:.3g})" if chance is not None else "")

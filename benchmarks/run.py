@@ -199,9 +199,12 @@ PROCESS_RATIOS = [  # (measure, numerator, denominator, offset, goal): goals 1 a
 ]
 
 
+RNN_ADDING = ["net=rnn", "dataset=adding", "activation=tanh", "dataset.n_train=2000"]  # a vanilla RNN, batch 100
 REPLICA_RUNS = {  # goal 3: size -> (seeds, overrides); tiny: a few seeds of a small net for one epoch
-    False: {"default size": (8, []), "depth 30": (24, ["depth=30", "epochs=5"])},
-    True: {"default size": (2, ["depth=3", "epochs=1"]), "depth 30": (3, ["depth=4", "epochs=1"])},
+    False: {"default size": (8, []), "depth 30": (24, ["depth=30", "epochs=5"]),
+            "rnn T50": (8, [*RNN_ADDING, "dataset.seq_len=50", "epochs=3"])},
+    True: {"default size": (2, ["depth=3", "epochs=1"]), "depth 30": (3, ["depth=4", "epochs=1"]),
+           "rnn T50": (2, [*RNN_ADDING, "dataset.seq_len=5", "epochs=1"])},
 }
 
 
@@ -222,7 +225,7 @@ def replica_cases(tiny: bool, out: Path) -> dict[str, list[str]]:
 def replica_ratios() -> list[tuple[str, str, str, int, float]]:
     """Goal 3: one replicas=R run / the sweep of the same R seeds, whole process and the jobs' own wall_seconds."""
     ratios = []
-    for size, goal in (("default size", 1 / 3), ("depth 30", 1 / 1.5)):
+    for size, goal in (("default size", 1 / 3), ("depth 30", 1 / 1.5), ("rnn T50", 1 / 1.5)):
         seeds = REPLICA_RUNS[False][size][0]  # named as at full size, like the process measures
         for part, suffix in (("whole process", ""), ("wall_seconds", " wall_seconds")):
             ratios.append((f"replicas={seeds} / {seeds} jobs of a sweep, {size}, {part}", f"replicas {size}{suffix}",

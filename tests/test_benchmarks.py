@@ -46,6 +46,8 @@ def test_benchmark_script_runs_at_tiny_size_and_writes_its_table(tmp_path: Path)
         "replicas=8 / 8 jobs of a sweep, default size, wall_seconds",
         "replicas=24 / 24 jobs of a sweep, depth 30, whole process",
         "replicas=24 / 24 jobs of a sweep, depth 30, wall_seconds",
+        "replicas=8 / 8 jobs of a sweep, rnn T50, whole process",
+        "replicas=8 / 8 jobs of a sweep, rnn T50, wall_seconds",
         "demo sweep beside one busy process / alone",
         "report over 20 runs, wall seconds",
         "report over 20 runs, peak memory GB",

@@ -23,7 +23,8 @@ def test_dataset_group_matches_dataset_registry():
 @pytest.mark.parametrize("dataset", DATASET_OPTIONS)
 def test_every_dataset_option_composes_and_validates(dataset):
     net = "rnn" if DATASETS[dataset].sequence else "mlp"  # sequence data sets are read by a recurrent network
-    cfg = compose_config(f"dataset={dataset}", f"net={net}")
+    every = ["readout=every"] if DATASETS[dataset].per_step else []  # a target at every step
+    cfg = compose_config(f"dataset={dataset}", f"net={net}", *every)
     validate(cfg)
     assert cfg.dataset.name == dataset
     assert loss_name(cfg) == {"toy": "bce", "adding": "mse"}.get(dataset, "cross_entropy")
@@ -179,7 +180,10 @@ def test_input_length_q_star_needs_a_finite_fixed_point():
     (["dataset=seq_digits"], ["dataset='seq_digits'", "net=mlp", "digits, toy"]),
     (["net=rnn", "dataset=seq_digits", "cell=lstm", "activation=relu"], ["activation='relu'", "cell='lstm'"]),
     (["net=rnn", "dataset=seq_digits", "recurrent_init=eye"], ["recurrent_init='eye'", "identity"]),
-    (["net=rnn", "dataset=seq_digits", "readout=every"], ["readout='every'", "last"]),
+    (["net=rnn", "dataset=seq_digits", "readout=every"], ["readout='every'", "one target per sequence",
+                                                          "readout=last"]),
+    (["net=rnn", "dataset=copy"], ["readout='last'", "dataset='copy'", "every time step", "readout=every"]),
+    (["net=rnn", "dataset=copy", "readout=all"], ["readout='all'", "last, every"]),
     (["net=rnn", "dataset=seq_digits", "recurrent_gain=0"], ["recurrent_gain=0", "> 0"]),
     (["net=rnn", "dataset=adding", "loss=cross_entropy"], ["loss='cross_entropy'", "numbers", "mse"]),
     (["net=rnn", "dataset=adding", "dataset.seq_len=1"], ["dataset.seq_len=1", ">= 2"]),
@@ -193,3 +197,4 @@ def test_a_key_or_data_set_of_the_other_network_family_is_rejected(overrides, wo
 def test_an_rnn_config_with_its_own_keys_validates():
     validate(compose_config("net=rnn", "dataset=seq_digits", "cell=lstm", "recurrent_init=identity",
                             "recurrent_gain=0.5", "dataset.rows=true"))
+    validate(compose_config("net=rnn", "dataset=copy", "readout=every", "dataset.seq_len=5"))

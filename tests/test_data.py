@@ -1,5 +1,6 @@
 """Data sets: the offline ones load and standardize; MNIST goes through torchvision's real reader."""
 
+import math
 import struct
 import subprocess
 import sys
@@ -195,3 +196,25 @@ def test_adding_problem_marks_one_value_in_each_half_and_sums_them():
     assert 0 <= x[..., 0].min() and x[..., 0].max() < 1
     baseline = (split.y_test - 1).pow(2).mean()  # always answering 1: E[(u + v - 1)^2] = 1/6
     assert abs(float(baseline) - 1 / 6) < 0.03
+
+
+def test_copy_task_recalls_ten_symbols_after_the_delay_and_its_memoryless_baseline_is_ten_ln_8():
+    """Arjovsky et al. 2016: 10 symbols from 1..8, delay - 1 blanks, the delimiter 9, 10 blanks; the targets are
+    blanks but for the symbols at the end. Answering blank until the delimiter, then uniform over the 8 symbols,
+    costs 10 ln 8 per sequence: the baseline a network that remembers nothing reaches."""
+    from gradlab.losses import LOSSES, over_steps
+
+    delay = 7
+    split = DATASETS["copy"].load(Path("unused"), SimpleNamespace(seq_len=delay, n_train=300, n_test=50))
+    x, y = split.x_train, split.y_train
+    assert x.shape == (300, delay + 20, 10) and y.shape == (300, delay + 20) and DATASETS["copy"].per_step
+    symbols = x.argmax(-1)
+    assert ((symbols[:, :10] >= 1) & (symbols[:, :10] <= 8)).all() and (x.sum(-1) == 1).all()
+    assert (symbols[:, 10 : delay + 9] == 0).all() and (symbols[:, delay + 9] == 9).all()
+    assert (symbols[:, delay + 10 :] == 0).all()
+    assert (y[:, : delay + 10] == 0).all() and torch.equal(y[:, delay + 10 :], symbols[:, :10])
+    memoryless = torch.full((300, delay + 20, split.n_classes), -1e4)
+    memoryless[:, : delay + 10, 0] = 0  # certain of the blank while the symbols are not asked for
+    memoryless[:, delay + 10 :, 1:] = 0  # then uniform over a_1..a_8
+    per_sequence = over_steps(LOSSES["cross_entropy"]).value(memoryless, y)
+    torch.testing.assert_close(per_sequence, torch.full((300,), 10 * math.log(8)))

@@ -189,3 +189,41 @@ def test_an_irnn_learns_the_adding_problem_below_the_baseline_and_reports_its_ms
     assert "test_accuracy" not in finals and "batch_mse" in {name for _, _, name, _ in seen[1].rows}
     assert finals["test_mse"] == pytest.approx(2 * finals["test_loss"])  # loss mse: 0.5 (f - y)^2 on one output
     assert finals["test_mse"] < 0.7 * (1 / 6)
+
+
+@pytest.mark.parametrize("cell", ["vanilla", "lstm"])
+@pytest.mark.parametrize("readout", ["last", "every"])
+def test_inference_gives_the_traced_forward_passs_logits(cell, readout):
+    """infer keeps only the current state (a whole data set fits in memory) and computes the same function."""
+    for replicas in (1, 3):
+        net, x, _ = make(cell, "tanh", readout, steps=6, replicas=replicas)
+        torch.testing.assert_close(net.infer(x), net.trace(x).logits, rtol=0, atol=0)
+    torch.testing.assert_close(net.infer(x[0]), net.trace(x[0]).logits, rtol=0, atol=0)  # inputs shared by replicas
+
+
+def test_a_target_at_every_step_sums_the_steps_losses_and_averages_over_examples():
+    """readout=every with over_steps(loss): the loop's gradient is that of mean_b sum_t loss(logits_bt, y_bt),
+    autograd's on the definition; the score is the share of steps predicted right."""
+    from gradlab.losses import LOSSES, over_steps
+    from gradlab.train import gradients, score
+
+    net, x, _ = make("lstm", "tanh", "every", steps=5)
+    y = torch.randint(0, 2, (4, 5), generator=torch.Generator().manual_seed(3))
+    got = gradients(net, over_steps(LOSSES["cross_entropy"]), x, y)
+    params = [p.clone().requires_grad_(True) for p in net.parameters()]
+    net.U, net.W, net.b, net.V, net.c = params
+    logits = net.trace(x).logits
+    mean_of_sums = torch.nn.functional.cross_entropy(logits.reshape(-1, 2), y.reshape(-1), reduction="sum") / 4
+    mean_of_sums.backward()
+    torch.testing.assert_close(got.batch_loss, mean_of_sums.detach(), rtol=1e-12, atol=0)
+    assert_close(got.back.grads, [p.grad for p in params])
+    hits = (logits.argmax(-1) == y).double().mean(-1)
+    torch.testing.assert_close(score(over_steps(LOSSES["cross_entropy"]), logits.detach(), y), hits)
+
+
+def test_init_gain_scales_the_input_and_readout_weights_and_leaves_the_recurrent_ones():
+    """init_gain multiplies the draws of U and V (Le et al. 2015's small input weights), never W: recurrent_gain's."""
+    plain, scaled = (RNN(3, 6, 2, init="normal", seed=4, init_gain=gain, dtype=F64) for gain in (1.0, 1e-3))
+    torch.testing.assert_close(scaled.U, 1e-3 * plain.U, rtol=1e-15, atol=0)
+    torch.testing.assert_close(scaled.V, 1e-3 * plain.V, rtol=1e-15, atol=0)
+    assert torch.equal(scaled.W, plain.W)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import catalog, report
+from analysis import catalog, figures_length, predict_time, report
 from analysis.predict_time import NO_THEORY_FOR_LSTM, PASCANU, PREDICTED, TIME_THEORY_VERDICT, TIME_VERDICT
 from report_frames import drawn_rows
 from test_analysis_records import CONFIG, write_job
@@ -26,7 +26,7 @@ MLP_RUN, VANILLA_RUN, LSTM_RUN = 0, 1, 2
 T_VANILLA, T_LSTM = 20, 12
 GAIN = 0.9  # orthogonal W: sigma_w^2 = 0.81, spectral radius 0.9
 TINY_INPUT = 1e-9  # sigma_u^2 q_x: q_t stays below 1e-8, where tanh' = 1 and the factor is sqrt(sigma_w^2) = GAIN
-TIME_FIGURES = ["14_state_grad_rms_through_time", "15_grad_norm_time_heatmap"]
+TIME_FIGURES = ["14_state_grad_rms_through_time", "15_grad_norm_time_heatmap", "16_score_vs_length"]
 
 
 def measured_profile(steps: int, seed: int) -> np.ndarray:
@@ -48,15 +48,16 @@ def rnn_rows(steps: int, seed: int, cell: str) -> pd.DataFrame:
     return frame.astype({"layer": "Int64", "time": "Int64"})
 
 
-def write_rnn_job(sweep: Path, number: int, cell: str, steps: int) -> Path:
+def write_rnn_job(sweep: Path, number: int, cell: str, steps: int, readout: str = "last", **summary_extra) -> Path:
     job = sweep / f"{number}_net=rnn,cell={cell}"
     (job / ".hydra").mkdir(parents=True)
     config = {**CONFIG, "net": "rnn", "cell": cell, "recurrent_init": "orthogonal", "recurrent_gain": GAIN,
-              "forget_bias": 1.0, "readout": "last", "width": 64, "depth": 1}
+              "forget_bias": 1.0, "readout": readout, "width": 64, "depth": 1}
     (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     summary = {"status": "completed", "steps": 15, "final_test_accuracy": 0.4, "net": "rnn", "cell": cell,
-               "readout": "last", "sigma_w2": GAIN**2, "sigma_u2": 0.5, "sigma_b2": 0.0,
-               "input_q0_mean": 2 * TINY_INPUT, "spectral_radius": [GAIN] if cell == "vanilla" else None}
+               "readout": readout, "sigma_w2": GAIN**2, "sigma_u2": 0.5, "sigma_b2": 0.0,
+               "input_q0_mean": 2 * TINY_INPUT, "spectral_radius": [GAIN] if cell == "vanilla" else None,
+               **summary_extra}
     (job / "summary.json").write_text(json.dumps(summary))
     rnn_rows(steps, number, cell).to_parquet(job / "metrics.parquet")
     return job
@@ -158,3 +159,33 @@ def test_a_sweep_of_mlps_alone_gets_nothing_through_time(tmp_path: Path):
     header = pd.read_csv(out / "runs.csv").columns
     assert "step_factor" not in header and "spectral_radius" not in header
     assert "through time" not in (out / "index.html").read_text()
+
+
+def test_figure_16_scores_each_recurrent_run_at_its_length_against_its_data_sets_baseline(sweep: Path, monkeypatch):
+    rows = drawn_rows(analysed(sweep)[0], monkeypatch)["16_score_vs_length"].set_index("run")
+    assert sorted(rows.index) == [VANILLA_RUN, LSTM_RUN]  # the MLP has no length
+    assert rows.loc[VANILLA_RUN, "T"] == T_VANILLA and rows.loc[LSTM_RUN, "T"] == T_LSTM
+    assert set(rows.metric) == {"test_accuracy"} and set(rows.value) == {0.4}
+    assert rows.loc[LSTM_RUN, "label"] == "cell=lstm" and rows.baseline.isna().all()  # recorded before baselines
+
+
+def test_a_regression_run_is_scored_by_its_mse_beside_the_baseline_and_readout_every_gets_no_theory(tmp_path: Path):
+    write_rnn_job(tmp_path, 0, "vanilla", 20, baseline_metric="test_mse", baseline=1 / 6, final_test_mse=0.05,
+                  final_test_accuracy=None)
+    write_rnn_job(tmp_path, 1, "lstm", 20, readout="every", baseline_metric="test_loss", baseline=20.79,
+                  final_test_loss=3.5)
+    inputs, _ = analysed(tmp_path)
+    table = report.time_findings(inputs.runs, inputs.config_keys).set_index("cell")
+    assert table.loc["vanilla", "final score"] == "MSE 0.05 (baseline 0.167)"
+    assert table.loc["lstm", "final score"] == "loss 3.5 (baseline 20.8)"
+    every = inputs.runs.set_index("run").loc[1]
+    assert predict_time.no_time_theory(predict_time.cell_of(every)) == NO_THEORY_FOR_LSTM  # the cell's reason first
+    vanilla_every = every.copy()
+    vanilla_every["cell"] = "vanilla"
+    assert "readout=every" in predict_time.no_time_theory(predict_time.cell_of(vanilla_every))
+    irnn = vanilla_every.copy()
+    irnn["readout"], irnn["recurrent_init"], irnn["activation"] = "last", "identity", "relu"
+    assert predict_time.no_time_theory(predict_time.cell_of(irnn)) == predict_time.NO_THEORY_FOR_IDENTITY
+    rows = figures_length.length_rows(inputs.runs, inputs.config_keys).set_index("run")
+    assert rows.loc[0, "metric"] == "test_mse" and rows.loc[0, "value"] == 0.05 and rows.loc[0, "baseline"] == 1 / 6
+    assert rows.loc[1, "metric"] == "test_loss" and rows.loc[1, "value"] == 3.5

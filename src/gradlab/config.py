@@ -30,9 +30,9 @@ class DatasetConfig:
     n_samples: int | None = None  # toy
     noise: float | None = None  # toy
     rows: bool | None = None  # seq_digits: one row of 8 pixels per step (T = 8) instead of one pixel (T = 64)
-    seq_len: int | None = None  # adding: the sequence length T
-    n_train: int | None = None  # adding: generated training sequences
-    n_test: int | None = None  # adding: generated test sequences
+    seq_len: int | None = None  # adding: the sequence length T; copy: the delay (sequences of seq_len + 20 steps)
+    n_train: int | None = None  # adding, copy: generated training sequences
+    n_test: int | None = None  # adding, copy: generated test sequences
     q0: Any = None  # every data set: null (as standardized), a number > 0, or q_star: each example's mean square
 
 
@@ -85,7 +85,7 @@ class Config:
     recurrent_init: str = "orthogonal"  # net=rnn: W's init, any of init's, or identity (the IRNN)
     recurrent_gain: float = 1.0  # net=rnn: multiplies W
     forget_bias: float = 1.0  # net=rnn, cell=lstm: the forget gate's bias at init
-    readout: str = "last"  # net=rnn: the logits from h_T
+    readout: str = "last"  # net=rnn: the logits from h_T (last), or from every h_t (every: dataset=copy)
     skip_completed: bool = False  # re-running a sweep: skip jobs whose record says completed
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import importlib.util
 import io
+import math
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -47,12 +48,28 @@ class DataUnavailable(RuntimeError):
     """The data set's files are not on disk and cannot be downloaded: the message says what to do."""
 
 
+class Baseline(NamedTuple):
+    """What a network that learned nothing from the inputs scores: the final_<metric> a run compares with."""
+
+    metric: str  # test_accuracy, test_mse or test_loss
+    value: float
+    what: str  # how that score is reached, in a few words
+
+
 class DataSource(NamedTuple):
     load: Callable[[Path, DatasetOptions], Split]  # (data_dir, options) -> Split
     n_classes: int
     options: tuple[str, ...] = ()  # the dataset.* options it reads; conf/dataset/<name>.yaml sets exactly these
     sequence: bool = False  # examples are sequences (N, T, n_in), for a recurrent network; else vectors (N, n_in)
     regression: bool = False  # targets are numbers (N, n_out), scored by their squared error; else class indices
+    per_step: bool = False  # a target at every time step, (N, T): for an RNN with readout=every
+    baseline: Baseline | None = None  # None: guessing, test_accuracy 1 / n_classes
+
+
+def baseline(name: str) -> Baseline:
+    """The score of a network that learned nothing on data set `name`."""
+    source = DATASETS[name]
+    return source.baseline or Baseline("test_accuracy", 1 / max(source.n_classes, 2), "guessing")
 
 
 def input_length_quantiles(x: Tensor, count: int = INPUT_LENGTH_QUANTILES) -> list[float]:
@@ -140,6 +157,30 @@ def load_adding(data_dir: Path, options: DatasetOptions) -> Split:
     x_train, y_train = adding_problem(options.n_train, options.seq_len, gen)
     x_test, y_test = adding_problem(options.n_test, options.seq_len, gen)
     return Split(x_train, y_train, x_test, y_test, 1)
+
+
+COPY_SYMBOLS, COPY_LENGTH = 8, 10  # the copy task's alphabet a_1..a_8 and how many symbols it recalls
+
+
+def copy_task(n: int, delay: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Arjovsky, Shah & Bengio (2016)'s copy task: 10 symbols from a_1..a_8, delay - 1 blanks a_0, the delimiter a_9,
+    then 10 blanks, one-hot (n, delay + 20, 10); the targets (n, delay + 20) are blanks but for the 10 symbols
+    at the end. Answering blank, then guessing, scores a cross-entropy of 10 ln 8 per sequence."""
+    symbols = torch.randint(1, COPY_SYMBOLS + 1, (n, COPY_LENGTH), generator=gen)
+    blanks = torch.zeros(n, delay - 1, dtype=torch.long)
+    marker = torch.full((n, 1), COPY_SYMBOLS + 1, dtype=torch.long)
+    tail = torch.zeros(n, COPY_LENGTH, dtype=torch.long)
+    inputs = torch.cat([symbols, blanks, marker, tail], dim=1)
+    targets = torch.cat([torch.zeros(n, delay + COPY_LENGTH, dtype=torch.long), symbols], dim=1)
+    return torch.nn.functional.one_hot(inputs, COPY_SYMBOLS + 2).float(), targets
+
+
+def load_copy(data_dir: Path, options: DatasetOptions) -> Split:
+    """The copy task, generated (seeded) with a delay of dataset.seq_len steps: sequences of seq_len + 20 steps."""
+    gen = torch.Generator().manual_seed(SPLIT_SEED)
+    x_train, y_train = copy_task(options.n_train, options.seq_len, gen)
+    x_test, y_test = copy_task(options.n_test, options.seq_len, gen)
+    return Split(x_train, y_train, x_test, y_test, COPY_SYMBOLS + 1)
 
 
 def make_moons(n_samples: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,5 +277,8 @@ DATASETS: dict[str, DataSource] = {
     "fashion_mnist": DataSource(torchvision_loader("fashion_mnist", "FashionMNIST"), n_classes=10),
     "seq_digits": DataSource(load_seq_digits, n_classes=10, options=("test_fraction", "rows"), sequence=True),
     "adding": DataSource(load_adding, n_classes=1, options=("seq_len", "n_train", "n_test"), sequence=True,
-                         regression=True),
+                         regression=True, baseline=Baseline("test_mse", 1 / 6, "always answering 1")),
+    "copy": DataSource(load_copy, n_classes=COPY_SYMBOLS + 1, options=("seq_len", "n_train", "n_test"),
+                       sequence=True, per_step=True,
+                       baseline=Baseline("test_loss", COPY_LENGTH * math.log(COPY_SYMBOLS), "blanks, then guessing")),
 }

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from gradlab.config import input_length, loss_name, train_settings
-from gradlab.data import DATASETS, Split, input_length_quantiles, rescale_lengths
-from gradlab.losses import LOSSES, Loss
+from gradlab.data import DATASETS, Split, baseline, input_length_quantiles, rescale_lengths
+from gradlab.losses import LOSSES, Loss, over_steps
 from gradlab.measurement import Measurement
 from gradlab.network import Network
 from gradlab.networks import NETWORKS
@@ -70,8 +70,11 @@ def prepare(cfg: DictConfig) -> Setup:
     split, q0 = load_split(cfg)
     validate_data(cfg, split)
     loss = LOSSES[loss_name(cfg)]
+    loss = over_steps(loss) if DATASETS[cfg.dataset.name].per_step else loss
     built = NETWORKS[cfg.net].build(cfg, split, loss)
+    chance = baseline(cfg.dataset.name)
     facts = {"net": cfg.net, "loss_in_force": loss_name(cfg), "input_q0": q0,
+             "baseline_metric": chance.metric, "baseline": chance.value,
              "input_q0_quantiles": input_length_quantiles(split.x_train), **built.facts}
     settings = dataclasses.replace(train_settings(cfg), jacobian_examples=built.jacobian_examples)
     return Setup(built.net, loss, split, facts, settings)

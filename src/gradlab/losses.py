@@ -6,6 +6,8 @@
 loss is grad / B. cross_entropy and bce are stable for any finite logits (log-sum-exp, softplus); mse is finite
 while its squared residuals are.
 Leading replica dimensions pass through: logits (R, B, C) with targets (R, B) or (B,) give (R, B).
+`over_steps(loss)` scores a target at every time step, logits (..., B, T, C) and targets (..., B, T): each example's
+loss is the sum over its steps.
 """
 
 from collections.abc import Callable
@@ -21,6 +23,7 @@ class Loss(NamedTuple):
     predict: Callable[[Tensor], Tensor]  # logits -> predicted class, (B,)
     out_dim: Callable[[int], int]  # number of classes -> number of logits
     n_classes: int | None  # classes it requires, None for any
+    per_step: bool = False  # logits (..., B, T, C), targets (..., B, T): an example's loss sums over its T steps
 
 
 def log_softmax(logits: Tensor) -> Tensor:
@@ -103,3 +106,15 @@ LOSSES: dict[str, Loss] = {
     "bce": Loss(binary_cross_entropy, binary_cross_entropy_value_and_grad, sign_class, lambda k: 1, 2),
     "mse": Loss(squared_error, squared_error_value_and_grad, argmax_class, lambda k: k, None),
 }
+
+
+def over_steps(loss: Loss) -> Loss:
+    """The loss of a target at every time step: an example's loss is the sum of its steps' losses, so d loss_b /
+    d logits_bt is the step's own gradient (readout="every")."""
+
+    def value_and_grad(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        value, grad = loss.value_and_grad(logits, targets)
+        return value.sum(-1), grad
+
+    return loss._replace(value=lambda logits, targets: loss.value(logits, targets).sum(-1),
+                         value_and_grad=value_and_grad, per_step=True)

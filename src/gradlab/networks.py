@@ -54,14 +54,14 @@ def build_rnn(cfg: Any, split: Split, loss: Loss) -> Built:
     net = RNN(n_in, cfg.width, loss.out_dim(split.n_classes), cell=cfg.cell, activation=cfg.activation,
               init=cfg.init, recurrent_init=cfg.recurrent_init, recurrent_gain=cfg.recurrent_gain,
               forget_bias=cfg.forget_bias, readout=cfg.readout, seed=cfg.seed, replicas=cfg.replicas,
-              dtype=split.x_train.dtype, device=cfg.device)
+              init_gain=cfg.init_gain, dtype=split.x_train.dtype, device=cfg.device)
     identity = cfg.recurrent_init == "identity"  # W = I: one weight of 1 per unit, so width * Var = 1
     recurrent = 1 / cfg.width if identity else get_init(cfg.recurrent_init).variance(cfg.width, cfg.width)
     square = net.W.reshape(cfg.replicas, cfg.width, -1)[..., : cfg.width].double()  # a vanilla cell's W, per replica
     radius = torch.linalg.eigvals(square).abs().amax(-1).tolist() if cfg.cell == "vanilla" else None
     facts = {"cell": cfg.cell, "readout": cfg.readout, "seq_len": steps, "n_in": n_in, "width": cfg.width,
              "sigma_w2": cfg.recurrent_gain**2 * cfg.width * recurrent,
-             "sigma_u2": n_in * get_init(cfg.init).variance(n_in, cfg.width), "sigma_b2": 0.0,
+             "sigma_u2": cfg.init_gain**2 * n_in * get_init(cfg.init).variance(n_in, cfg.width), "sigma_b2": 0.0,
              "input_q0_mean": float(split.x_train.double().pow(2).mean()), "spectral_radius": radius,
              "jacobian": {"examples": 0, "why_none": "net=rnn: the input-output Jacobian is measured for MLPs only"}}
     return Built(net, facts, 0)
@@ -73,7 +73,7 @@ class Family(NamedTuple):
     sequence: bool  # takes sequence data sets (N, T, n_in), else vectors (N, n_in)
 
 
-MLP_KEYS = ("depth", "arch", "residual_scale", "norm", "bias_std", "init_gain", "jacobian.examples",
+MLP_KEYS = ("depth", "arch", "residual_scale", "norm", "bias_std", "jacobian.examples",
             "jacobian.every_epoch", "dataset.q0")
 NETWORKS: dict[str, Family] = {
     "mlp": Family(build_mlp, MLP_KEYS, sequence=False),

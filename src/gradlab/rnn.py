@@ -6,10 +6,10 @@
 - readout "last": logits = h_T V + c, (B, n_out); "every": logits_t = h_t V + c, (B, T, n_out).
 
 U is (n_in, G width), W (width, G width), b (G width,), V (width, n_out), c (n_out,); G = 1 (vanilla) or 4 (lstm).
-`init` draws U and V, `recurrent_init` W (a registered init, or "identity": the IRNN of Le et al. 2015), each
-gate's block on its own; `recurrent_gain` multiplies W; the forget gate's bias starts at `forget_bias`. With
-`replicas=R > 1` every tensor gains a leading replica dimension, as gradlab.mlp's do, and inputs are (R, B, T, n_in)
-(or (B, T, n_in), shared).
+`init` draws U and V (times `init_gain`), `recurrent_init` W (a registered init, or "identity": the IRNN of Le et
+al. 2015), each gate's block on its own; `recurrent_gain` multiplies W; the forget gate's bias starts at
+`forget_bias`. With `replicas=R > 1` every tensor gains a leading replica dimension, as gradlab.mlp's do, and inputs
+are (R, B, T, n_in) (or (B, T, n_in), shared).
 """
 
 from typing import NamedTuple
@@ -64,6 +64,7 @@ class RNN:
     def __init__(self, n_in: int, width: int, n_out: int, cell: str = "vanilla", activation: str = "tanh",
                  init: str = "xavier_uniform", recurrent_init: str = "orthogonal", recurrent_gain: float = 1.0,
                  forget_bias: float = 1.0, readout: str = "last", seed: int = 0, replicas: int = 1,
+                 init_gain: float = 1.0,
                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> None:
         if cell not in GATES:
             raise ValueError(f"Unknown cell {cell!r}. Expect one of {sorted(GATES)}")
@@ -80,9 +81,9 @@ class RNN:
                              for gen in self.generators])
             return (w if self.batched else w[0]).to(device)
 
-        self.U = drawn(sample, n_in, width, gates)
+        self.U = drawn(sample, n_in, width, gates, init_gain)
         self.W = drawn(recurrent, width, width, gates, recurrent_gain)
-        self.V = drawn(sample, width, n_out, 1)
+        self.V = drawn(sample, width, n_out, 1, init_gain)
         lead = (replicas,) if self.batched else ()
         self.b = torch.zeros((*lead, gates * width), dtype=dtype, device=device)
         if cell == "lstm":
@@ -104,33 +105,53 @@ class RNN:
 
     def trace(self, x: Tensor) -> RNNTrace:
         """The forward pass through time on x, (..., B, T, n_in): logits and every step's state."""
-        lead, steps, width = x.shape[:-2], x.shape[-2], self.width
-        if self.batched and x.dim() == 3:
-            lead = (self.replicas, *lead)
-        inputs = torch.matmul(x, self.U.unsqueeze(-3)) + self.b.unsqueeze(-2).unsqueeze(-2)  # x_t U + b, all t
-        h = [torch.zeros((*lead, width), dtype=x.dtype, device=x.device)]
+        inputs, h = self.inputs(x)  # x_t U + b for all t, h_0
         c, gates, pre = [torch.zeros_like(h[0])] if self.cell == "lstm" else None, [], []
-        for t in range(steps):
+        for t in range(x.shape[-2]):
             a = inputs[..., t, :] + torch.matmul(h[-1], self.W)  # (..., B, G width)
             pre.append(a)
-            if self.cell == "vanilla":
-                h.append(self.activation.fn(a))
-                continue
-            i, f, g, o = torch.sigmoid(a[..., :width]), torch.sigmoid(a[..., width : 2 * width]), \
-                torch.tanh(a[..., 2 * width : 3 * width]), torch.sigmoid(a[..., 3 * width :])
-            c.append(f * c[-1] + i * g)
-            h.append(o * torch.tanh(c[-1]))
-            gates.append(torch.cat([i, f, g, o], dim=-1))
+            state, cell, gate = self.cell_step(a, c[-1] if c else None)
+            h.append(state)
+            if c:
+                c.append(cell)
+                gates.append(gate)
         states = torch.stack(h, dim=-2)  # (..., B, T + 1, width)
-        shown = states[..., -1, :] if self.readout == "last" else states[..., 1:, :]
-        logits = torch.matmul(shown, self.V.unsqueeze(-3) if self.readout == "every" else self.V)
-        logits = logits + (self.c.unsqueeze(-2).unsqueeze(-2) if self.readout == "every" else self.c.unsqueeze(-2))
-        return RNNTrace(logits, x, torch.stack(pre, dim=-2), states,
+        return RNNTrace(self.readout_logits(states[..., -1, :] if self.readout == "last" else states[..., 1:, :]),
+                        x, torch.stack(pre, dim=-2), states,
                         torch.stack(gates, dim=-2) if gates else None, torch.stack(c, dim=-2) if c else None)
 
+    def inputs(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """x_t U + b for every t at once, (..., B, T, G width), and [h_0]."""
+        lead = (self.replicas, *x.shape[:-2]) if self.batched and x.dim() == 3 else x.shape[:-2]
+        inputs = torch.matmul(x, self.U.unsqueeze(-3)) + self.b.unsqueeze(-2).unsqueeze(-2)
+        return inputs, [torch.zeros((*lead, self.width), dtype=x.dtype, device=x.device)]
+
+    def cell_step(self, a: Tensor, c_prev: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """(h_t, c_t, the four gates) from the pre-activations a_t (and c_{t-1}); vanilla: (phi(a_t), None, None)."""
+        if self.cell == "vanilla":
+            return self.activation.fn(a), None, None
+        width = self.width
+        i, f, g, o = torch.sigmoid(a[..., :width]), torch.sigmoid(a[..., width : 2 * width]), \
+            torch.tanh(a[..., 2 * width : 3 * width]), torch.sigmoid(a[..., 3 * width :])
+        c = f * c_prev + i * g
+        return o * torch.tanh(c), c, torch.cat([i, f, g, o], dim=-1)
+
+    def readout_logits(self, shown: Tensor) -> Tensor:
+        """h_T V + c from h_T (..., B, width), or h_t V + c for every t from (..., B, T, width)."""
+        if self.readout == "last":
+            return torch.matmul(shown, self.V) + self.c.unsqueeze(-2)
+        return torch.matmul(shown, self.V.unsqueeze(-3)) + self.c.unsqueeze(-2).unsqueeze(-2)
+
     def infer(self, x: Tensor) -> Tensor:
-        """Logits in evaluation mode (the same as training mode: an RNN has no batch statistics)."""
-        return self.trace(x).logits
+        """Logits in evaluation mode (the same function as in training: an RNN has no batch statistics), keeping only
+        the current state, so that a whole data set fits in memory."""
+        inputs, (h,) = self.inputs(x)
+        c, shown = torch.zeros_like(h) if self.cell == "lstm" else None, []
+        for t in range(x.shape[-2]):
+            h, c, _ = self.cell_step(inputs[..., t, :] + torch.matmul(h, self.W), c)
+            if self.readout == "every":
+                shown.append(h)
+        return self.readout_logits(h if self.readout == "last" else torch.stack(shown, dim=-2))
 
     def backprop(self, trace: RNNTrace, dlogits: Tensor) -> RNNBackprop:
         """Backprop through time from dlogits = dL/dlogits: the gradients of [U, W, b, V, c] and each step's dL/dh_t,

@@ -55,10 +55,12 @@ class TrainResult(NamedTuple):
 
 def score(loss: Loss, logits: Tensor, target: Tensor) -> Tensor:
     """Each example's score, (..., B): 1 where the predicted class is the target's; for numeric targets (regression),
-    the squared error summed over outputs, (f - y)^2."""
+    the squared error summed over outputs, (f - y)^2; a per-step loss: the mean over the example's steps."""
     if target.is_floating_point():
-        return (logits - target).pow(2).sum(-1)
-    return (loss.predict(logits) == target).to(logits.dtype)
+        scores = (logits - target).pow(2).sum(-1)
+    else:
+        scores = (loss.predict(logits) == target).to(logits.dtype)
+    return scores.mean(-1) if loss.per_step else scores
 
 
 def metric_name(y: Tensor) -> str:

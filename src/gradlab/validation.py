@@ -25,7 +25,7 @@ from gradlab.inits import INITS
 from gradlab.layers import NORM_CHOICES
 from gradlab.losses import LOSSES
 from gradlab.networks import NETWORKS
-from gradlab.rnn import GATES
+from gradlab.rnn import GATES, READOUTS
 from gradlab.theory import weight_scale
 from gradlab.train import OPTIMIZERS
 
@@ -194,10 +194,12 @@ def validate_recurrent(cfg: DictConfig | Config) -> None:
     one_of("cell", cfg.cell, list(GATES))
     one_of("recurrent_init", cfg.recurrent_init, [*INITS, "identity"])
     _at_least("recurrent_gain", cfg.recurrent_gain, 0, strict=True)
-    if cfg.readout == "every":
-        raise ConfigError("readout='every' is not allowed yet: it needs a data set with a target at every time step, "
-                          "which none has yet; expected one of: last")
-    one_of("readout", cfg.readout, ["last"])
+    one_of("readout", cfg.readout, list(READOUTS))
+    per_step = DATASETS[cfg.dataset.name].per_step
+    if per_step != (cfg.readout == "every"):
+        has = "a target at every time step" if per_step else "one target per sequence"
+        raise ConfigError(f"readout={cfg.readout!r} does not fit dataset={cfg.dataset.name!r}, which has {has}; "
+                          f"expected readout={'every' if per_step else 'last'}")
     if cfg.cell == "lstm" and cfg.activation != Config().activation:
         raise ConfigError(f"activation={cfg.activation!r} does not apply to cell='lstm': its nonlinearities are "
                           "fixed (sigmoid gates, tanh); leave activation out, or use cell=vanilla")
