@@ -103,3 +103,17 @@ def test_job_line_of_a_run_that_failed_before_evaluating_shows_no_accuracy(tmp_p
     write_summary(tmp_path / "job", status="failed", final_test_accuracy=None, wall_seconds=0.31)
     expected = f"gradlab: depth=3: failed, test accuracy -, 0.31 s, {tmp_path / 'job'}"
     assert job_line(tmp_path / "job", "depth=3") == expected
+
+
+def test_job_line_scores_a_run_by_its_data_sets_baseline_metric_beside_the_baseline(tmp_path: Path):
+    """The copy task reports its loss per sequence, the adding problem its MSE, each beside what a network that
+    learned nothing scores; a classification run's line is unchanged."""
+    write_summary(tmp_path / "copy", status="completed", final_test_accuracy=0.85, final_test_loss=10.285,
+                  baseline_metric="test_loss", baseline=20.794, wall_seconds=1.0)
+    assert ", test loss 10.285 (baseline 20.794), 1.00 s" in job_line(tmp_path / "copy", "cell=lstm")
+    write_summary(tmp_path / "adding", status="completed", final_test_accuracy=None, final_test_mse=0.0123,
+                  baseline_metric="test_mse", baseline=1 / 6, wall_seconds=1.0)
+    assert ", test MSE 0.012 (baseline 0.167), 1.00 s" in job_line(tmp_path / "adding", "cell=lstm")
+    write_summary(tmp_path / "digits", status="completed", final_test_accuracy=0.91, baseline_metric="test_accuracy",
+                  baseline=0.1, wall_seconds=1.0)
+    assert ", test accuracy 0.910, 1.00 s" in job_line(tmp_path / "digits", "depth=3")

@@ -31,10 +31,29 @@ def shown_duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
 
 
+SCORES = {"test_accuracy": "test accuracy", "test_mse": "test MSE", "test_loss": "test loss"}
+
+
+def scored_by(summary: dict[str, Any]) -> str:
+    """What a job's line reports: its data set's baseline metric (the copy task's test_loss), else test_mse for a
+    regression run recorded before baselines, else test_accuracy."""
+    metric = summary.get("baseline_metric")
+    return metric if metric in SCORES else "test_mse" if "final_test_mse" in summary else "test_accuracy"
+
+
 def accuracy_text(summary: dict[str, Any]) -> str:
-    """The final test accuracy (a regression run's test MSE), and over how many replicas it is a mean where the job
-    trained several."""
-    accuracy = summary.get("final_test_mse", summary.get("final_test_accuracy"))
+    """The final test score (accuracy, a regression run's MSE, the copy task's loss, the last two beside their
+    baseline), and over how many replicas it is a mean where the job trained several."""
+    metric = scored_by(summary)
+    accuracy = summary.get(f"final_{metric}")
+    baseline = summary.get("baseline")
+    if metric != "test_accuracy" and isinstance(accuracy, int | float) and isinstance(baseline, int | float):
+        return f"{accuracy_text_of(accuracy, summary)} (baseline {baseline:.3f})"
+    return accuracy_text_of(accuracy, summary)
+
+
+def accuracy_text_of(accuracy: object, summary: dict[str, Any]) -> str:
+    """A score, and over how many replicas it is a mean."""
     shown = f"{accuracy:.3f}" if isinstance(accuracy, int | float) else "-"
     replicas = summary.get("replicas")
     if not isinstance(replicas, list) or len(replicas) < 2 or accuracy is None:
@@ -65,7 +84,7 @@ def job_line(run_dir: Path, name: str, sweep_dir: Path | None = None, number: in
     seconds = summary.get("wall_seconds")
     shown_seconds = f"{seconds:.2f} s" if isinstance(seconds, int | float) else "- s"
     place, left = place_in_sweep(sweep_dir, number)
-    metric = "test MSE" if "final_test_mse" in summary else "test accuracy"
+    metric = SCORES[scored_by(summary)]
     return (f"gradlab: {place}{name}: {summary.get('status', 'no record')}, {metric} {accuracy_text(summary)}, "
             f"{shown_seconds}, {shown_path(run_dir)}{left}")
 
