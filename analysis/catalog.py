@@ -86,9 +86,10 @@ def figure_4(inputs: Inputs) -> Figure:
 
 
 def loss_rows(inputs: Inputs) -> pd.DataFrame:
-    """Figure 5's rows: the losses, each with its run's chance level (from the facts the run recorded)."""
-    rows = whole_network_rows(inputs.metrics, needs.LOSSES)
-    return rows.assign(chance_loss=rows.run.map(inputs.runs.set_index("run").chance_loss).astype(float))
+    """Figure 5's rows: the losses, each with its run's chance level and loss (from the facts the run recorded)."""
+    rows, runs = whole_network_rows(inputs.metrics, needs.LOSSES), inputs.runs.set_index("run")
+    return rows.assign(chance_loss=rows.run.map(runs.chance_loss).astype(float),
+                       loss_in_force=rows.run.map(runs.loss_in_force))
 
 
 def figure_6(inputs: Inputs) -> Figure:

@@ -59,6 +59,16 @@ def grad_norm_heatmap(df: pd.DataFrame, ax: Axes, along: str = "layer") -> None:
     ax.grid(False)
 
 
+LOSS_LABELS = {"cross_entropy": "cross-entropy loss", "bce": "binary cross-entropy loss",
+               "mse": "squared-error loss, 0.5 ||f - y||^2"}
+
+
+def loss_label(df: pd.DataFrame) -> str:
+    """The y label of figure 5: the loss the runs trained with (loss_in_force), "loss" where they differ."""
+    losses = set(df.loss_in_force.dropna()) if "loss_in_force" in df else set()
+    return LOSS_LABELS.get(losses.pop(), "loss") if len(losses) == 1 else "cross-entropy loss" if not losses else "loss"
+
+
 def loss_curves(df: pd.DataFrame, ax: Axes) -> None:
     """Figure 5: mini-batch training loss (thick) and full test-set loss (thin, dots) against step, per series, with
     the chance level (the chance_loss column, from the runs' recorded facts) dashed."""
@@ -79,7 +89,7 @@ def loss_curves(df: pd.DataFrame, ax: Axes) -> None:
                 color="crimson")
     ax.set_yscale("log")
     ax.set_xlabel("training step")
-    ax.set_ylabel("cross-entropy loss")
+    ax.set_ylabel(loss_label(df))
     handles, labels = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color="gray", linewidth=1.6), Line2D([], [], color="gray", linewidth=0.9, marker="o",
                                                                    markersize=3)]

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import catalog, figures_length, predict_time, report
+from analysis import catalog, figures_length, figures_training, predict_time, report
 from analysis.predict_time import NO_THEORY_FOR_LSTM, PASCANU, PREDICTED, TIME_THEORY_VERDICT, TIME_VERDICT
 from report_frames import drawn_rows
 from test_analysis_records import CONFIG, write_job
@@ -171,9 +171,9 @@ def test_figure_16_scores_each_recurrent_run_at_its_length_against_its_data_sets
 
 def test_a_regression_run_is_scored_by_its_mse_beside_the_baseline_and_readout_every_gets_no_theory(tmp_path: Path):
     write_rnn_job(tmp_path, 0, "vanilla", 20, baseline_metric="test_mse", baseline=1 / 6, final_test_mse=0.05,
-                  final_test_accuracy=None)
+                  final_test_accuracy=None, loss_in_force="mse")
     write_rnn_job(tmp_path, 1, "lstm", 20, readout="every", baseline_metric="test_loss", baseline=20.79,
-                  final_test_loss=3.5)
+                  final_test_loss=3.5, loss_in_force="cross_entropy")
     inputs, _ = analysed(tmp_path)
     table = report.time_findings(inputs.runs, inputs.config_keys).set_index("cell")
     assert table.loc["vanilla", "final score"] == "MSE 0.05 (baseline 0.167)"
@@ -186,6 +186,9 @@ def test_a_regression_run_is_scored_by_its_mse_beside_the_baseline_and_readout_e
     irnn = vanilla_every.copy()
     irnn["readout"], irnn["recurrent_init"], irnn["activation"] = "last", "identity", "relu"
     assert predict_time.no_time_theory(predict_time.cell_of(irnn)) == predict_time.NO_THEORY_FOR_IDENTITY
+    losses = catalog.loss_rows(inputs)
+    assert figures_training.loss_label(losses[losses.run == 0]).startswith("squared-error loss")
+    assert figures_training.loss_label(losses) == "loss"  # mse and cross-entropy: no one name for both
     rows = figures_length.length_rows(inputs.runs, inputs.config_keys).set_index("run")
     assert rows.loc[0, "metric"] == "test_mse" and rows.loc[0, "value"] == 0.05 and rows.loc[0, "baseline"] == 1 / 6
     assert rows.loc[1, "metric"] == "test_loss" and rows.loc[1, "value"] == 3.5
