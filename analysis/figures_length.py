@@ -43,10 +43,19 @@ def length_rows(runs: pd.DataFrame, config_keys: Iterable[str]) -> pd.DataFrame:
     baseline = recurrent.baseline if "baseline" in recurrent else pd.Series(math.nan, index=recurrent.index)
     return pd.DataFrame({"run": recurrent.run.to_numpy(), "dataset": recurrent["dataset.name"].to_numpy(),
                          "T": recurrent.time_steps.astype(float).to_numpy(),
-                         "label": key_values(recurrent, keys) if keys else ["all runs"] * len(recurrent),
+                         "label": labels(recurrent, keys),
                          "activation": recurrent.activation.to_numpy(), "metric": metrics, "value": values,
                          "baseline": baseline.astype(float).to_numpy(),
                          "diverged": (recurrent.status == "diverged").to_numpy()})
+
+
+def labels(runs: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Per run: its values of the keys, "k1=v1, k2=v2"; an LSTM's activation left out (its nonlinearities are fixed)."""
+    if not keys:
+        return ["all runs"] * len(runs)
+    lstm = (runs.cell == "lstm").to_numpy() if "cell" in runs else np.zeros(len(runs), dtype=bool)
+    full, without = key_values(runs, keys), key_values(runs, [k for k in keys if k != "activation"] or keys)
+    return [short if is_lstm else text for text, short, is_lstm in zip(full, without, lstm, strict=True)]
 
 
 def score_against_length(df: pd.DataFrame, ax: Axes) -> None:
@@ -79,7 +88,7 @@ def score_against_length(df: pd.DataFrame, ax: Axes) -> None:
                 label=f"baseline ({what})", **THEORY)
     if metric != "test_accuracy":
         ax.set_yscale("log")
-        if math.isfinite(top):
+        if math.isfinite(top) and ((kept.value > top).any() or not lost.empty):
             ax.set_ylim(top=top)
     ax.set_xlabel("sequence length T (time steps)")
     ax.set_ylabel(METRIC_LABELS.get(metric, f"final {metric}"))

@@ -192,3 +192,8 @@ def test_a_regression_run_is_scored_by_its_mse_beside_the_baseline_and_readout_e
     rows = figures_length.length_rows(inputs.runs, inputs.config_keys).set_index("run")
     assert rows.loc[0, "metric"] == "test_mse" and rows.loc[0, "value"] == 0.05 and rows.loc[0, "baseline"] == 1 / 6
     assert rows.loc[1, "metric"] == "test_loss" and rows.loc[1, "value"] == 3.5
+
+
+def test_figure_16_names_an_lstm_without_the_activation_it_does_not_use():
+    runs = pd.DataFrame({"activation": ["tanh", "sigmoid"], "cell": ["vanilla", "lstm"]})
+    assert figures_length.labels(runs, ["activation", "cell"]) == ["activation=tanh, cell=vanilla", "cell=lstm"]
