@@ -199,7 +199,8 @@ PROCESS_RATIOS = [  # (measure, numerator, denominator, offset, goal): goals 1 a
 ]
 
 
-RNN_ADDING = ["net=rnn", "dataset=adding", "activation=tanh", "dataset.n_train=2000"]  # a vanilla RNN, batch 100
+RNN_ADDING = ["net=rnn", "dataset=adding", "activation=tanh", "dataset.n_train=2000", "optimizer=adam", "lr=0.001",
+              "clip_grad_norm=1"]  # a vanilla RNN that trains (le2015_irnn's settings), batch 100
 REPLICA_RUNS = {  # goal 3: size -> (seeds, overrides); tiny: a few seeds of a small net for one epoch
     False: {"default size": (8, []), "depth 30": (24, ["depth=30", "epochs=5"]),
             "rnn T50": (8, [*RNN_ADDING, "dataset.seq_len=50", "epochs=3"])},
