@@ -118,7 +118,7 @@ def test_neighbouring_series_of_a_sweep_are_told_apart_by_eye(activation: str):
 
 def test_figure_6_is_one_heat_map_with_one_colour_bar_and_a_column_per_depth_in_order():
     configs = list(itertools.product(("sigmoid", "relu"), ("normal", "kaiming_normal"), (2, 10, 30)))
-    runs = pd.DataFrame([{"run": run, "activation": activation, "init": init, "depth": depth, "seed": 0,
+    runs = pd.DataFrame([{"run": run, "net": "mlp", "activation": activation, "init": init, "depth": depth, "seed": 0,
                           "final_test_accuracy": 0.9 if depth < 30 else 0.1, "status": "completed"}
                          for run, (activation, init, depth) in enumerate(configs)])
     fig = figure_6(Inputs(runs, pd.DataFrame(), pd.DataFrame(), ["depth", "activation", "init", "seed"]))
