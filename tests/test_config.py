@@ -56,7 +56,7 @@ BAD_INPUTS = [
     ("width=0", ["width=0", ">= 1"]),
     ("lr=0", ["lr=0", "> 0"]),
     ("lr=-0.5", ["lr=-0.5", "> 0"]),
-    ("batch_size=0", ["batch_size=0", ">= 1"]),
+    ("batch_size=-1", ["batch_size=-1", ">= 0"]),
     ("epochs=-1", ["epochs=-1", ">= 0"]),
     ("log_every=0", ["log_every=0", ">= 1"]),
     ("momentum=1.0", ["momentum=1.0", "[0, 1)"]),

@@ -146,3 +146,17 @@ def test_dtype_float64_trains_the_network_its_data_and_its_steps_in_double(tmp_p
     assert run_job(cfg, Job(tmp_path, "double")) == "completed"
     single = prepare(compose_config("depth=3", "width=8"))
     assert {t.dtype for t in single.net.parameters()} == {torch.float32}  # the default stays float32
+
+
+def test_batch_size_zero_is_full_batch_descent_one_step_per_epoch_on_the_whole_training_set():
+    """batch_size=0 trains on every training example at once: one step per epoch, whose batch loss is the full
+    training loss measured just before it."""
+    setup = prepare(compose_config("dataset=toy", "depth=3", "batch_size=0", "epochs=3", "log_every=1"))
+    assert setup.settings.batch_size == len(setup.split.x_train)
+    seen = []
+    result = train(setup.net, setup.loss, setup.split, setup.settings, seen.append)
+    assert result.steps == 3
+    first_batch = next(m for m in seen if not m.epoch_end)
+    batch_loss = next(value for _, _, name, value in first_batch.rows if name == "batch_loss")
+    train_loss = next(value for _, _, name, value in seen[0].rows if name == "train_loss")
+    assert batch_loss == pytest.approx(train_loss, rel=1e-5)

@@ -72,7 +72,7 @@ class Config:
     lr: float = 0.1
     momentum: float = 0.9
     epochs: int = 10
-    batch_size: int = 100
+    batch_size: int = 100  # 0: the whole training set as one batch (full-batch gradient descent)
     seed: int = 0
     replicas: int = 1  # R > 1: seeds seed..seed+R-1 trained as one batched network
     log_every: int = 5

@@ -76,7 +76,8 @@ def prepare(cfg: DictConfig) -> Setup:
     facts = {"net": cfg.net, "loss_in_force": loss_name(cfg), "input_q0": q0,
              "baseline_metric": chance.metric, "baseline": chance.value,
              "input_q0_quantiles": input_length_quantiles(split.x_train), **built.facts}
-    settings = dataclasses.replace(train_settings(cfg), jacobian_examples=built.jacobian_examples)
+    settings = dataclasses.replace(train_settings(cfg), jacobian_examples=built.jacobian_examples,
+                                   batch_size=cfg.batch_size or len(split.x_train))  # 0: the whole training set
     return Setup(built.net, loss, split, facts, settings)
 
 
@@ -134,7 +135,7 @@ def run_job(cfg: DictConfig, job: Job) -> str:
         raise
     if job.cores is not None:
         largest = max(p.numel() for p in setup.net.parameters()) // cfg.replicas  # a weight matrix, in any family
-        torch.set_num_threads(torch_threads(largest, cfg.batch_size * cfg.replicas, job.cores))
+        torch.set_num_threads(torch_threads(largest, setup.settings.batch_size * cfg.replicas, job.cores))
     try:
         summary = train_recorded(cfg, setup, job)
     finally:
@@ -158,7 +159,7 @@ def train_recorded(cfg: DictConfig, setup: Setup, job: Job) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(), **setup.facts,
     }
     record.write_summary({**summary, "steps": 0})
-    progress = Progress(cfg.epochs * math.ceil(len(setup.split.x_train) / cfg.batch_size), desc=job.name)
+    progress = Progress(cfg.epochs * math.ceil(len(setup.split.x_train) / setup.settings.batch_size), desc=job.name)
     logger, result, exit_code = NullLogger(), None, 1
     previous_handler = signal.getsignal(signal.SIGTERM)
     try:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from gradlab import stats, tangents
+from gradlab import per_example, stats, tangents
 from gradlab.activations import get_activation
 from gradlab.architecture import get_architecture
 from gradlab.inits import get_init
@@ -77,6 +77,7 @@ class MLPTrace(NamedTuple):
 class MLPBackprop(NamedTuple):
     grads: list[Tensor]  # the gradient of each of parameters(), in its order
     deltas: list[Tensor]  # dL/dz^l, l = 1..depth
+    norm_inputs: list[Tensor | None]  # dL/du^l at each layer's norm output u^l (phi's argument); None without one
 
 
 class MLP:
@@ -191,30 +192,30 @@ class MLP:
         """The gradient of every tensor of parameters(), in its order, and each dL/dz^l, from dlogits = dL/dlogits."""
         depth, arch = self.depth, self.architecture
         d_weights, d_biases, deltas = [None] * depth, [None] * depth, [None] * depth
-        d_gammas, d_betas = [None] * depth, [None] * depth
+        d_gammas, d_betas, dus = [None] * depth, [None] * depth, [None] * depth
         dz, dx = dlogits, None  # dx: dL/dx^{l-1}
         for l in range(self.depth, 0, -1):
             cache, deltas[l - 1] = trace.layers[l - 1], dz
             dphi_u, d_weights[l - 1], d_biases[l - 1] = affine_backward(dz, cache.affine, input_grad=l > 1)
             if l == 1:
                 break
-            dx_branch, norm_grads = self.input_backward(cache, dphi_u)
+            dx_branch, norm_grads, dus[l - 1] = self.input_backward(cache, dphi_u)
             d_gammas[arch.row_layer(l) - 1], d_betas[arch.row_layer(l) - 1] = norm_grads
             dx = dx_branch + dx if arch.carry(l, depth)[0] else dx_branch  # plus the skip's share
             below_branch = arch.carry(l - 1, depth)[1]
             dz = dx if below_branch == 1.0 else below_branch * dx  # x^{l-1} = ... + branch z^{l-1}
         normed = [k for k in range(depth) if self.norm_weights[k] is not None]
         return MLPBackprop([*d_weights, *d_biases, *[d_gammas[k] for k in normed], *[d_betas[k] for k in normed]],
-                           deltas)
+                           deltas, dus)
 
-    def input_backward(self, cache: LayerCache, dphi_u: Tensor) -> tuple[Tensor, tuple]:
+    def input_backward(self, cache: LayerCache, dphi_u: Tensor) -> tuple[Tensor, tuple, Tensor | None]:
         """From dL/d phi(u) back through phi and the norm at a layer's input: (dL/dx^{l-1} through this branch,
-        (dgamma, dbeta) of the norm, or (None, None))."""
+        (dgamma, dbeta) of the norm, or (None, None), and dL/du where there is a norm)."""
         du = dphi_u * self.phi_slope(cache)
         if cache.norm is None:
-            return du, (None, None)
+            return du, (None, None), None
         dx, dgamma, dbeta = normalize_backward(du, cache.norm)
-        return dx, (dgamma, dbeta)
+        return dx, (dgamma, dbeta), du
 
     def phi_slope(self, cache: LayerCache) -> Tensor:
         """phi'(u) at a layer: from phi's kept output where the activation offers that (no second phi), else from u."""
@@ -242,9 +243,15 @@ class MLP:
         """The gradients of parameters(), in its order, for the last forward(); keeps each dL/dz^l in `deltas`."""
         if not hasattr(self, "last_trace"):
             raise RuntimeError("backward() needs a forward() first")
-        back = self.backprop(self.last_trace, dlogits)
-        self.deltas = back.deltas
-        return back.grads
+        self.last_back = self.backprop(self.last_trace, dlogits)
+        self.deltas = self.last_back.deltas
+        return self.last_back.grads
+
+    def per_example_grad_sq_norms(self, trace: MLPTrace | None = None, back: MLPBackprop | None = None) -> Tensor:
+        """||d loss_b / d theta_k||^2, (..., B, len(parameters())), of the last backward() (or of trace and back),
+        where row b of its dlogits is d loss_b / d logits_b (gradlab.per_example); ValueError with batch norm."""
+        trace, back = trace or self.last_trace, back or self.last_back
+        return per_example.mlp_sq_norms(self, trace, back)
 
     def tangent_steps(self, x: Tensor) -> list[Callable[[Tensor], Tensor]]:
         """J(x) = d h^{depth-1} / d x as depth - 1 linear maps in evaluation mode (gradlab.tangents)."""
@@ -263,6 +270,6 @@ class MLP:
         twin = copy.copy(self)
         for name in ("weights", "biases", "norm_weights", "norm_biases", "running_means", "running_vars"):
             setattr(twin, name, [t.to(dtype) if t is not None else None for t in getattr(self, name)])
-        for kept in ("last_trace", "hidden", "deltas"):  # what forward() and backward() kept belongs to self
+        for kept in ("last_trace", "last_back", "hidden", "deltas"):  # what forward() and backward() kept: self's
             twin.__dict__.pop(kept, None)
         return twin

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from gradlab import rnn_stats
+from gradlab import per_example, rnn_stats
 from gradlab.activations import get_activation
 from gradlab.inits import get_init
 from gradlab.measurement import Block
@@ -54,6 +54,7 @@ class RNNBackprop(NamedTuple):
     dh: Tensor  # dL/dh_t for t = 1..T, every path included, (..., B, T, width)
     da: Tensor  # dL/da_t, (..., B, T, G width)
     dc: Tensor | None  # lstm: dL/dc_t, (..., B, T, width)
+    dlogits: Tensor  # what backprop was given: dL/dlogits
 
 
 class RNN:
@@ -182,7 +183,7 @@ class RNN:
         dW = torch.matmul(flat(trace.h[..., :-1, :]).mT, flat(da_all))
         db = da_all.sum((-3, -2))
         return RNNBackprop([dU, dW, db, dV, dc_out], dh_all, da_all,
-                           torch.stack(dcell, dim=-2) if self.cell == "lstm" else None)
+                           torch.stack(dcell, dim=-2) if self.cell == "lstm" else None, dlogits)
 
     def phi_slope(self, a: Tensor, phi_a: Tensor) -> Tensor:
         """phi'(a_t): from phi's output where the activation offers that, else from a_t."""
@@ -203,7 +204,14 @@ class RNN:
         """[dU, dW, db, dV, dc] for the last forward()."""
         if not hasattr(self, "last_trace"):
             raise RuntimeError("backward() needs a forward() first")
-        return self.backprop(self.last_trace, dlogits).grads
+        self.last_back = self.backprop(self.last_trace, dlogits)
+        return self.last_back.grads
+
+    def per_example_grad_sq_norms(self, trace: RNNTrace | None = None, back: RNNBackprop | None = None) -> Tensor:
+        """||d loss_b / d theta_k||^2, (..., B, 5), of the last backward() (or of trace and back), where row b of its
+        dlogits is d loss_b / d logits_b; exact, U's and W's through Gram matrices over time (gradlab.per_example)."""
+        trace, back = trace or self.last_trace, back or self.last_back
+        return per_example.rnn_sq_norms(self, trace, back)
 
 
 def flat(t: Tensor) -> Tensor:

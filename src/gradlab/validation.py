@@ -94,7 +94,7 @@ def validate_architecture(cfg: DictConfig | Config) -> None:
     if cfg.arch == "residual" and cfg.depth < 2:
         raise ConfigError(f"arch='residual' with depth={cfg.depth} is not allowed: a residual net needs an input "
                           "layer and a readout; expected depth >= 2")
-    if cfg.norm == "batchnorm" and cfg.batch_size < 2:
+    if cfg.norm == "batchnorm" and cfg.batch_size == 1:
         raise ConfigError(f"norm='batchnorm' with batch_size={cfg.batch_size} is not allowed: a batch of one has no "
                           "variance; expected batch_size >= 2")
 
@@ -113,7 +113,7 @@ def validate(cfg: DictConfig | Config) -> None:
     _at_least("depth", cfg.depth, 1)
     _at_least("width", cfg.width, 1)
     _at_least("lr", cfg.lr, 0, strict=True)
-    _at_least("batch_size", cfg.batch_size, 1)
+    _at_least("batch_size", cfg.batch_size, 0)  # 0: the whole training set as one batch (full-batch descent)
     _at_least("epochs", cfg.epochs, 0)
     _at_least("log_every", cfg.log_every, 1)
     _at_least("replicas", cfg.replicas, 1)
@@ -161,7 +161,7 @@ def validate_input_length(cfg: DictConfig | Config) -> None:
 
 def validate_data(cfg: DictConfig | Config, split: Split) -> None:
     """The checks that need the loaded data: batch norm's last mini-batch must hold two examples or more."""
-    if cfg.norm == "batchnorm" and len(split.x_train) % cfg.batch_size == 1:
+    if cfg.norm == "batchnorm" and cfg.batch_size and len(split.x_train) % cfg.batch_size == 1:
         raise ConfigError(f"norm='batchnorm' with batch_size={cfg.batch_size} leaves a last mini-batch of one of the "
                           f"{len(split.x_train)} training examples, which has no variance; choose another batch_size")
 
