@@ -266,10 +266,11 @@ class MLP:
         return x.expand(self.replicas, *x.shape) if self.batched and x.dim() == 2 else x
 
     def cast(self, dtype: torch.dtype) -> "MLP":
-        """A copy of the network with every tensor in dtype (the same values): float64 for exact measurements."""
+        """A copy of the network with every tensor in dtype (the same values, tensors of its own): float64 for exact
+        measurements."""
         twin = copy.copy(self)
         for name in ("weights", "biases", "norm_weights", "norm_biases", "running_means", "running_vars"):
-            setattr(twin, name, [t.to(dtype) if t is not None else None for t in getattr(self, name)])
+            setattr(twin, name, [t.to(dtype, copy=True) if t is not None else None for t in getattr(self, name)])
         for kept in ("last_trace", "last_back", "hidden", "deltas"):  # what forward() and backward() kept: self's
             twin.__dict__.pop(kept, None)
         return twin

@@ -12,6 +12,7 @@ al. 2015), each gate's block on its own; `recurrent_gain` multiplies W; the forg
 are (R, B, T, n_in) (or (B, T, n_in), shared).
 """
 
+import copy
 from typing import NamedTuple
 
 import torch
@@ -193,6 +194,15 @@ class RNN:
     def measure(self, trace: RNNTrace, back: RNNBackprop, grad_norms: Tensor, updates: Step) -> Block:
         """Per time step and whole-network statistics (gradlab.rnn_stats)."""
         return rnn_stats.step_stats(self, trace, back, grad_norms, updates)
+
+    def cast(self, dtype: torch.dtype) -> "RNN":
+        """A copy of the network with every tensor in dtype (the same values, tensors of its own)."""
+        twin = copy.copy(self)
+        for name in ("U", "W", "b", "V", "c"):
+            setattr(twin, name, getattr(self, name).to(dtype, copy=True))
+        for kept in ("last_trace", "last_back"):
+            twin.__dict__.pop(kept, None)
+        return twin
 
     # The stateful API of gradlab.MLP: forward keeps the trace for backward.
     def forward(self, x: Tensor) -> Tensor:
