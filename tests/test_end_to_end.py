@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
+from gradlab.per_example import NOISE_NAMES
 from gradlab.stats import LAYER_METRICS
 from wandb_records import first_of, history
 
@@ -49,7 +50,9 @@ def test_step0_profile_covers_every_layer(depth_sweep: Path, index: int, depth: 
         assert sorted(at_init[at_init.name == name].layer.astype(int)) == list(range(1, depth + 1))
     for name in ("act_mean", "act_std", "saturation"):
         assert sorted(at_init[at_init.name == name].layer.astype(int)) == list(range(1, depth))
-    assert set(at_init.name) <= set(LAYER_METRICS)
+    for name in NOISE_NAMES:  # the gradient's noise across the batch, per layer (gradlab.per_example)
+        assert sorted(at_init[at_init.name == name].layer.astype(int)) == list(range(1, depth + 1))
+    assert set(at_init.name) <= {*LAYER_METRICS, *NOISE_NAMES}
     whole = set(metrics[metrics.layer.isna()].name)
     assert {"train_loss", "test_loss", "train_accuracy", "test_accuracy", "batch_loss"} <= whole
 

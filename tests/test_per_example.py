@@ -127,7 +127,7 @@ def test_noise_statistics_are_the_definitions_on_explicit_per_example_gradients(
     batch, mean = len(g), g.mean(0)
     trace = (g - mean).pow(2).sum() / (batch - 1)  # the unbiased sample variance, summed over coordinates
     per = net.per_example_grad_sq_norms(net.trace(x), net.backprop(net.trace(x), dlogits)).detach()
-    stats = noise_statistics(per.sum(-1), mean.pow(2).sum().detach())
+    stats = noise_statistics(per.sum(), mean.pow(2).sum().detach(), batch)
     torch.testing.assert_close(stats["grad_noise_trace"], trace.detach())
     torch.testing.assert_close(stats["gsnr"], (mean.pow(2).sum() / (trace / batch)).detach())
     torch.testing.assert_close(stats["noise_scale"], (trace / (mean.pow(2).sum() - trace / batch)).detach())
@@ -159,7 +159,7 @@ def test_the_per_example_noise_scale_estimates_what_mccandlishs_two_batch_estima
     small, big, traces, signals, small_sq, big_sq = 32, 512, [], [], [], []
     for _ in range(400):
         per, mean_sq = batch_terms(torch.randint(0, 2000, (small,), generator=gen))
-        stats = noise_statistics(per, mean_sq)
+        stats = noise_statistics(per.sum(), mean_sq, small)
         traces.append(stats["grad_noise_trace"])
         signals.append(mean_sq - stats["grad_noise_trace"] / small)
         small_sq.append(mean_sq)
@@ -170,3 +170,48 @@ def test_the_per_example_noise_scale_estimates_what_mccandlishs_two_batch_estima
     s = (small_sq - big_sq) / (1 / small - 1 / big)  # and tr(Sigma)
     assert float(per_example / population) == pytest.approx(1, abs=0.1)
     assert float((s / g2) / population) == pytest.approx(1, abs=0.1)
+
+
+def test_a_measured_steps_noise_rows_are_the_statistics_of_its_own_per_example_gradients():
+    """The loop's rows at a measured step (backprop given dlogits / B) against explicit per-example gradients of each
+    example's own loss: per layer (W^l, b^l and its norm's gamma, beta) and for the whole network."""
+    from gradlab.losses import LOSSES
+    from gradlab.measurement import concat
+    from gradlab.per_example import NOISE_NAMES, noise_block
+    from gradlab.train import gradients
+
+    net, x, _ = mlp_with_grad("residual", "layernorm", "tanh")
+    y = torch.randint(0, 3, (7,), generator=torch.Generator().manual_seed(2))
+    g = gradients(net, LOSSES["cross_entropy"], x, y)
+    rows = {(layer, name): value for layer, _, name, value in concat(noise_block(net, g.trace, g.back,
+                                                                                   g.grad_norms)).per_replica()[0]}
+    _, dlogits = LOSSES["cross_entropy"].value_and_grad(net.trace(x).logits, y)  # d loss_b / d logits_b
+    explicit = explicit_per_example_grads(net, x, dlogits.detach())  # (B, all coordinates)
+    sizes = [p.numel() for p in net.parameters()]
+    owner = torch.cat([torch.full((n,), k) for k, n in enumerate(sizes)])
+    for layer in [*range(1, net.depth + 1), None]:
+        mine = [k for k, role in enumerate(net.roles()) if layer is None or role.layer == layer]
+        own = explicit[:, torch.isin(owner, torch.tensor(mine))].detach()
+        mean, batch = own.mean(0), len(own)
+        trace = (own - mean).pow(2).sum() / (batch - 1)
+        gsnr = mean.pow(2).sum() / (trace / batch)
+        expected = {"grad_noise_trace": trace, "gsnr": gsnr, "noise_scale": trace / (mean.pow(2).sum() - trace / batch),
+                    "norm_test": gsnr.rsqrt()}
+        for name in NOISE_NAMES:
+            assert rows[(layer, name)] == pytest.approx(float(expected[name]), rel=1e-9), (layer, name)
+
+
+def test_noise_rows_are_left_out_where_batch_norm_couples_the_examples_and_kept_for_an_rnn():
+    from gradlab.losses import LOSSES
+    from gradlab.per_example import noise_block
+    from gradlab.train import gradients
+
+    net = MLP([4, 6, 3], "tanh", norm="batchnorm")
+    x, y = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    g = gradients(net, LOSSES["cross_entropy"], x, y)
+    assert noise_block(net, g.trace, g.back, g.grad_norms).keys == []
+    rnn, x, _ = rnn_with_grad("lstm", "last", replicas=3)
+    g = gradients(rnn, LOSSES["cross_entropy"], x.detach(), torch.randint(0, 2, (3, 4)))
+    rows = noise_block(rnn, g.trace, g.back, g.grad_norms)
+    assert rows.values.shape == (8, 3) and {key[0] for key in rows.keys} == {1, None}  # U, W, b; and all five
+    assert torch.isfinite(rows.values).all()

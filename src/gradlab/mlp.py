@@ -135,6 +135,11 @@ class MLP:
         return len(self.weights)
 
     @property
+    def examples_coupled(self) -> bool:
+        """Batch norm's batch statistics tie each example's output to the others': no per-example gradient."""
+        return self.norm is not None and self.norm.running
+
+    @property
     def batched(self) -> bool:
         """Whether every tensor carries a leading replica dimension (replicas > 1)."""
         return self.replicas > 1

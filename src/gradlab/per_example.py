@@ -13,8 +13,12 @@ backprop was given: with dlogits = d loss_b / d logits_b row by row, the per-exa
 replica dimensions pass through: (..., B, n_parameters).
 """
 
+import functools
+
 import torch
 from torch import Tensor
+
+from gradlab.measurement import Block
 
 
 def outer_sq_norms(h: Tensor, d: Tensor) -> Tensor:
@@ -33,18 +37,29 @@ def sq_norms(d: Tensor) -> Tensor:
     return d.pow(2).sum(-1)
 
 
+def layer_sq_norms(tensors: list[Tensor]) -> Tensor:
+    """||t_b||^2 of each of a list of (..., B, n_l) tensors, (len, ..., B): one stack and one reduction for each run
+    of consecutive tensors of one shape (an MLP's hidden layers are one run)."""
+    runs, start = [], 0
+    for end in range(1, len(tensors) + 1):
+        if end == len(tensors) or tensors[end].shape != tensors[start].shape:
+            stacked = torch.stack(tensors[start:end])
+            runs.append(torch.linalg.vecdot(stacked, stacked))
+            start = end
+    return runs[0] if len(runs) == 1 else torch.cat(runs)
+
+
 def mlp_sq_norms(net, trace, back) -> Tensor:
     """(..., B, len(net.parameters())) for a gradlab.MLP: each W^l, b^l, then each norm's gamma and beta."""
-    if net.norm is not None and net.norm.running:
+    if net.examples_coupled:
         raise ValueError(f"norm={net.norm_name!r} couples the examples of a batch through its statistics: a "
                          "per-example gradient is not defined in training mode")
-    layers = range(net.depth)
-    weights = [outer_sq_norms(trace.layers[l].affine.h, back.deltas[l]) for l in layers]
-    biases = [sq_norms(back.deltas[l]) for l in layers]
-    normed = [l for l in layers if trace.layers[l].norm is not None]
+    deltas = layer_sq_norms(back.deltas)  # (depth, ..., B)
+    weights = layer_sq_norms([cache.affine.h for cache in trace.layers]) * deltas
+    normed = [l for l in range(net.depth) if trace.layers[l].norm is not None]
     gammas = [sq_norms(back.norm_inputs[l] * trace.layers[l].norm.xhat) for l in normed]
     betas = [sq_norms(back.norm_inputs[l]) for l in normed]
-    return torch.stack([*weights, *biases, *gammas, *betas], dim=-1)
+    return torch.cat([weights, deltas, *[g.unsqueeze(0) for g in [*gammas, *betas]]]).movedim(0, -1)
 
 
 def rnn_sq_norms(net, trace, back) -> Tensor:
@@ -59,9 +74,9 @@ def rnn_sq_norms(net, trace, back) -> Tensor:
                         sq_norms(da.sum(-2)), readout, readout_bias], dim=-1)
 
 
-def noise_statistics(example_sq_norms: Tensor, mean_grad_sq_norm: Tensor) -> dict[str, Tensor]:
-    """The gradient's noise across a batch of B examples, from each example's ||g_b||^2 (..., B) and the batch-mean
-    gradient's ||G||^2 (...), G = mean_b g_b, for any block of parameters (a layer, the whole network):
+def noise_statistics(example_sq_sum: Tensor, mean_grad_sq_norm: Tensor, batch: int) -> dict[str, Tensor]:
+    """The gradient's noise across a batch of B examples, from sum_b ||g_b||^2 over its examples and the batch-mean
+    gradient's ||G||^2, G = mean_b g_b, for any block of parameters (a layer, the whole network):
 
     - grad_noise_trace: tr(Sigma) = sum_b ||g_b - G||^2 / (B - 1) = (sum_b ||g_b||^2 - B ||G||^2) / (B - 1), the
       unbiased per-example variance summed over coordinates;
@@ -72,8 +87,35 @@ def noise_statistics(example_sq_norms: Tensor, mean_grad_sq_norm: Tensor) -> dic
     - norm_test: sqrt(tr(Sigma) / (B ||G||^2)), the largest theta for which Byrd et al. 2012's norm test passes, as
       Cockpit computes it (Schneider et al. 2021): 1 / sqrt(gsnr).
     """
-    batch = example_sq_norms.shape[-1]
-    trace = (example_sq_norms.sum(-1) - batch * mean_grad_sq_norm) / (batch - 1)
-    return {"grad_noise_trace": trace, "gsnr": batch * mean_grad_sq_norm / trace,
-            "noise_scale": trace / (mean_grad_sq_norm - trace / batch),
-            "norm_test": (trace / (batch * mean_grad_sq_norm)).sqrt()}
+    trace = torch.sub(example_sq_sum, mean_grad_sq_norm, alpha=batch) / (batch - 1)
+    gsnr = batch * mean_grad_sq_norm / trace
+    return {"grad_noise_trace": trace, "gsnr": gsnr, "noise_scale": batch / (gsnr - 1), "norm_test": gsnr.rsqrt()}
+
+
+NOISE_NAMES = ("grad_noise_trace", "gsnr", "noise_scale", "norm_test")
+
+
+def noise_block(net, trace, back, grad_norms: Tensor) -> Block:
+    """The noise rows (noise_statistics) of a step whose backprop was given dlogits / B, the batch-mean loss's: for
+    each layer, over the parameters whose role names it, and for the whole network (layer None); no rows where the
+    examples are coupled (batch norm) or the family offers no per-example norms."""
+    if not hasattr(net, "per_example_grad_sq_norms") or getattr(net, "examples_coupled", False):
+        return Block([], grad_norms.new_zeros((0, net.replicas), dtype=torch.float64))
+    per = net.per_example_grad_sq_norms(trace, back)  # (..., B, P), of the loss / B
+    batch = per.shape[-2]
+    layers, members = layer_membership(tuple(net.roles()), per.device)  # (P, G): each layer's, then all
+    sums = torch.matmul(per.sum(-2).to(torch.float64), members) * batch**2  # (..., G): sum_b ||g_b||^2
+    mean_sq = torch.matmul(grad_norms.to(torch.float64).square().movedim(0, -1), members)  # (..., G): ||G||^2
+    stats = noise_statistics(sums, mean_sq, batch)
+    values = torch.stack([stats[name] for name in NOISE_NAMES])  # (4, ..., G)
+    keys = [(layer, None, name) for name in NOISE_NAMES for layer in layers]
+    return Block(keys, values.movedim(-1, 1).reshape(len(keys), -1))
+
+
+@functools.cache
+def layer_membership(roles: tuple, device: torch.device) -> tuple[list[int | None], Tensor]:
+    """The layers the roles name, in order, then None (the whole network), and which parameters each sums:
+    (P, G) of 0 and 1, float64."""
+    layers = sorted({role.layer for role in roles if role.layer is not None})
+    columns = [[float(role.layer == layer) for layer in layers] + [1.0] for role in roles]
+    return [*layers, None], torch.tensor(columns, dtype=torch.float64, device=device)
