@@ -105,6 +105,15 @@ def figure_6(inputs: Inputs) -> Figure:
     return fig
 
 
+NO_NOISE = "no gsnr rows: records made before the noise rows were measured, or batch norm (coupled examples)"
+
+
+def figure_7c(inputs: Inputs) -> Figure:
+    rows = layer_rows(inputs.metrics, [needs.GSNR])
+    rows = rows[rows.layer.notna()]  # the whole network's gsnr is a row of its own, not a layer
+    return facet_grid(rows, figures_training.gsnr_profile) if not rows.empty else no_data(NO_NOISE)
+
+
 def figure_8(inputs: Inputs) -> Figure:
     rows = deepest_configs(inputs.metrics, [needs.UPDATE_RATIO])
     return facet_wrap(rows, figures_training.update_ratio_curves, by="panel", title=deepest_title)
@@ -232,6 +241,11 @@ FIGURES = [
                "the same problem; compare their init (thin, dashed) and end (thick, solid) profiles.",
                lambda i: facet_grid(layer_rows(i.metrics, [needs.ACT_STD]), figures_training.act_std_profile),
                has_layer_runs),
+    FigureSpec("7c_gsnr", "7c. The gradient's signal-to-noise ratio per layer",
+               "Thin dashed lines are at init and thick solid ones at the end: a layer below the dashed 1 gets a "
+               "batch gradient whose noise across examples outweighs its mean, so its steps are mostly noise, even "
+               "where its gradient has not vanished (gradlab.per_example; no rows with batch norm).",
+               figure_7c, has_layer_runs),
     FigureSpec("8_update_ratio", "8. Update ratio per layer during training (deepest runs)",
                "Layers far below the dashed 1e-3 guide barely move, layers far above it change too fast; light "
                "lines are near the input, dark near the output, on one log scale for all panels.",

@@ -196,6 +196,16 @@ def act_std_profile(df: pd.DataFrame, ax: Axes) -> None:
     ax.set_ylabel("std of activations h = phi(z)")
 
 
+def gsnr_profile(df: pd.DataFrame, ax: Axes) -> None:
+    """Figure 7c: each layer's gradient signal-to-noise ratio B ||G||^2 / tr(Sigma), at init and at the end, with the
+    line where the batch-mean gradient's own noise equals its square."""
+    init_and_end_profile(df, ax, "gsnr", log=True)
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (1 = input side)")
+    ax.set_ylabel("GSNR = B ||G||^2 / tr(Sigma)\n(below the dashed 1: mostly noise)")
+
+
 def update_ratio_curves(df: pd.DataFrame, ax: Axes) -> None:
     """Figure 8: ||Delta W|| / ||W||, the step the optimizer takes, per layer against step, with the 1e-3 guide;
     light lines near the input, dark near the output (the legend's gray stands for the panel's color)."""

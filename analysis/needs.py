@@ -11,6 +11,7 @@ import numpy as np
 DELTA_RMS = "delta_rms"  # at init: figure 1, figure 4's first/last ratio, the bulk ratio, the theory's anchor
 GRAD_NORM = "grad_norm"  # at init: figure 2 and its first/last ratio; every step of the deepest runs: figure 3
 SATURATION, ACT_STD = "saturation", "act_std"  # profiles: figures 7a and 7b
+GSNR = "gsnr"  # profile: figure 7c, the gradient's signal-to-noise ratio per layer (gradlab.per_example)
 SIGNAL = ["avg_sq_mean", "avg_var", "branch_avg_var"]  # profiles: figures 9a and 9b
 LOSSES = ["batch_loss", "test_loss"]  # every step: figure 5 (both), learning_step (batch_loss)
 JACOBIAN_CURVES = ["jac_log_sv_mean", "jac_isometry"]  # every step: figure 11
@@ -20,7 +21,7 @@ STATE_GRAD_RMS = "state_grad_rms"  # at init, per time step: figure 14, the per-
 TIME_EVERY_STEP = [GRAD_NORM]  # every step, per time step (rows with a time): figure 15
 
 AT_INIT = [DELTA_RMS, GRAD_NORM, *JACOBIAN_AT_INIT, STATE_GRAD_RMS]
-PROFILES = [SATURATION, ACT_STD, *SIGNAL]
+PROFILES = [SATURATION, ACT_STD, GSNR, *SIGNAL]
 EVERY_STEP = [*LOSSES, *JACOBIAN_CURVES]
 MAX_LAYER_LINES = 8  # figure 8's lines per panel
 
