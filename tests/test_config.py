@@ -187,6 +187,8 @@ def test_input_length_q_star_needs_a_finite_fixed_point():
     (["net=rnn", "dataset=seq_digits", "recurrent_gain=0"], ["recurrent_gain=0", "> 0"]),
     (["net=rnn", "dataset=adding", "loss=cross_entropy"], ["loss='cross_entropy'", "numbers", "mse"]),
     (["net=rnn", "dataset=adding", "dataset.seq_len=1"], ["dataset.seq_len=1", ">= 2"]),
+    (["curvature.every=5", "replicas=2"], ["curvature.every=5", "replicas=2", "replicas=1"]),
+    (["curvature.examples=0"], ["curvature.examples=0", ">= 1"]),
 ])
 def test_a_key_or_data_set_of_the_other_network_family_is_rejected(overrides, words):
     with pytest.raises(ConfigError) as error:

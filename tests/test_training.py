@@ -160,3 +160,20 @@ def test_batch_size_zero_is_full_batch_descent_one_step_per_epoch_on_the_whole_t
     batch_loss = next(value for _, _, name, value in first_batch.rows if name == "batch_loss")
     train_loss = next(value for _, _, name, value in seen[0].rows if name == "train_loss")
     assert batch_loss == pytest.approx(train_loss, rel=1e-5)
+
+
+def test_curvature_every_records_the_sharpness_of_the_network_as_it_stands_at_those_steps():
+    """curvature.every=4: a whole-network sharpness row at steps 0, 4, 8, ...; at step 0 it is
+    gradlab.curvature.top_eigenvalue of the untrained network on the first curvature.examples training examples."""
+    from gradlab.curvature import top_eigenvalue
+
+    setup = prepare(compose_config("dataset=toy", "depth=3", "activation=tanh", "width=16", "epochs=1",
+                                   "curvature.every=4", "curvature.examples=200", "log_every=5"))
+    untrained = setup.net.cast(torch.float64)
+    seen = []
+    train(setup.net, setup.loss, setup.split, setup.settings, seen.append)
+    sharpness = {m.step: value for m in seen for _, _, name, value in m.rows if name == "sharpness"}
+    assert sorted(sharpness) == list(range(0, setup.settings.epochs * 8, 4))  # 800 examples / 100: 8 steps
+    x, y = setup.split.x_train[:200], setup.split.y_train[:200]
+    assert sharpness[0] == pytest.approx(top_eigenvalue(untrained, setup.loss, x, y), rel=1e-9)
+    assert sharpness[4] != pytest.approx(sharpness[0], rel=1e-3)  # measured where the network stands then

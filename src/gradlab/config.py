@@ -51,6 +51,12 @@ class JacobianConfig:
 
 
 @dataclass
+class CurvatureConfig:
+    every: int = 0  # steps between measurements of the sharpness (the loss Hessian's top eigenvalue); 0: never
+    examples: int = 2000  # the first this many training examples, fixed: the loss whose Hessian is measured
+
+
+@dataclass
 class LoggerConfig:
     mode: str = "offline"  # offline | online | disabled; the WANDB_MODE environment variable wins
     project: str = "gradlab"
@@ -90,6 +96,7 @@ class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     jacobian: JacobianConfig = field(default_factory=JacobianConfig)
+    curvature: CurvatureConfig = field(default_factory=CurvatureConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
@@ -121,7 +128,8 @@ def train_settings(cfg: DictConfig | Config) -> TrainSettings:
     return TrainSettings(lr=cfg.lr, momentum=cfg.momentum, clip_grad_norm=cfg.clip_grad_norm, epochs=cfg.epochs,
                          batch_size=cfg.batch_size, log_every=cfg.log_every, optimizer=opt.name, beta1=opt.beta1,
                          beta2=opt.beta2, eps=opt.eps, jacobian_examples=cfg.jacobian.examples,
-                         jacobian_every_epoch=cfg.jacobian.every_epoch)
+                         jacobian_every_epoch=cfg.jacobian.every_epoch, curvature_every=cfg.curvature.every,
+                         curvature_examples=cfg.curvature.examples)
 
 
 def schema_keys(schema: type = Config, prefix: str = "") -> list[str]:

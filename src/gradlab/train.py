@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
+from gradlab.curvature import top_eigenvalue
 from gradlab.jacobian import jacobian_rows, log_singular_values
 from gradlab.losses import Loss
 from gradlab.measurement import Block, Measurement, block, concat, whole
@@ -45,6 +46,8 @@ class TrainSettings:
     jacobian_examples: int = 0  # the first this many test examples: J's spectrum at step 0 and epoch ends (a
     # network that offers gradlab.network.HasJacobian)
     jacobian_every_epoch: bool = False  # True: at every epoch's end too
+    curvature_every: int = 0  # the sharpness (gradlab.curvature) at step 0 and every this many steps; 0: never
+    curvature_examples: int = 2000  # the first this many training examples: the loss whose Hessian is measured
 
 
 class TrainResult(NamedTuple):
@@ -193,14 +196,19 @@ def mini_batches(net: Network, split: Split, batch_size: int) -> Iterator[tuple[
 
 
 def measured_step(run: Run, loss: Loss, g: Gradients, y: Tensor, step: int, epoch: int,
-                  settings: TrainSettings) -> Step:
-    """A mini-batch's gradients, divergence checked, measured when due: the step the optimizer will take."""
+                  settings: TrainSettings, curvature: tuple[Tensor, Tensor] | None = None) -> Step:
+    """A mini-batch's gradients, divergence checked, measured when due (the sharpness on `curvature`'s fixed
+    examples when that is due): the step the optimizer will take."""
     finite = torch.isfinite(g.batch_loss + g.norm)
     dead = run.mark_diverged(step, finite) if not bool(finite.all()) else []
     updates = step_updates(run.optimizer, g, settings.clip_grad_norm)
-    if step % settings.log_every == 0 or dead:
-        run.emit(step, epoch, step_rows(run.net, loss, g, y, updates), epoch_end=False,
-                 replicas=sorted(run.alive() + dead))
+    sharp = curvature is not None and step % settings.curvature_every == 0 and not dead
+    if step % settings.log_every == 0 or dead or sharp:
+        rows = step_rows(run.net, loss, g, y, updates)
+        if sharp:
+            sharpness = torch.tensor(top_eigenvalue(run.net, loss, *curvature), dtype=torch.float64)
+            rows = concat(rows, block(whole("sharpness"), [sharpness]))
+        run.emit(step, epoch, rows, epoch_end=False, replicas=sorted(run.alive() + dead))
     return updates
 
 
@@ -213,11 +221,14 @@ def train(net: Network, loss: Loss, split: Split, settings: TrainSettings,
     """
     run = Run(net, OPTIMIZERS[settings.optimizer](net.parameters(), settings), on_measure)
     fixed = split.x_test[: settings.jacobian_examples] if settings.jacobian_examples else None
+    curvature = None  # the fixed training examples whose mean loss's Hessian gives the sharpness
+    if settings.curvature_every:
+        curvature = (split.x_train[: settings.curvature_examples], split.y_train[: settings.curvature_examples])
     opening = closing(net, loss, split, fixed)
     run.emit(0, 0, opening.rows, opening.spectra, epoch_end=True, replicas=run.alive())
     if settings.epochs == 0:
         x, y = next(mini_batches(net, split, settings.batch_size))
-        measured_step(run, loss, gradients(net, loss, x, y), y, 0, 0, settings)
+        measured_step(run, loss, gradients(net, loss, x, y), y, 0, 0, settings, curvature)
         return run.result(0)
     step = 0
     for epoch in range(settings.epochs):
@@ -225,7 +236,7 @@ def train(net: Network, loss: Loss, split: Split, settings: TrainSettings,
             # g lives until the next step's replaces it: freed at the step's end, its tensors would let glibc return
             # the heap to the OS, and the next step fault it back in (1.2x the step time at width 256)
             g = gradients(net, loss, x, y)
-            updates = measured_step(run, loss, g, y, step, epoch, settings)
+            updates = measured_step(run, loss, g, y, step, epoch, settings, curvature)
             if not run.alive():
                 return run.result(step)
             apply(run.optimizer, updates)

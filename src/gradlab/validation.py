@@ -120,6 +120,11 @@ def validate(cfg: DictConfig | Config) -> None:
     _at_least("init_gain", cfg.init_gain, 0, strict=True)
     _at_least("bias_std", cfg.bias_std, 0)
     _at_least("jacobian.examples", cfg.jacobian.examples, 0)
+    _at_least("curvature.every", cfg.curvature.every, 0)
+    _at_least("curvature.examples", cfg.curvature.examples, 1)
+    if cfg.curvature.every and cfg.replicas > 1:
+        raise ConfigError(f"curvature.every={cfg.curvature.every} with replicas={cfg.replicas} is not allowed: the "
+                          "sharpness is measured for one network; expected replicas=1")
     if not 0 <= cfg.momentum < 1:
         raise ConfigError(f"momentum={cfg.momentum!r} is not allowed; expected a number in [0, 1)")
     if cfg.clip_grad_norm is not None:
