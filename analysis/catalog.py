@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis import (
+    figures_curvature,
     figures_init,
     figures_jacobian,
     figures_length,
@@ -195,6 +196,20 @@ def figure_16(inputs: Inputs) -> Figure:
                       title=lambda rows: f"dataset={rows.dataset.iloc[0]}")
 
 
+def has_sharpness(inputs: Inputs) -> bool:
+    """Whether some run measured the sharpness (curvature.every)."""
+    return bool((inputs.metrics.name == needs.SHARPNESS).any())
+
+
+def figure_17(inputs: Inputs) -> Figure:
+    """The sharpness of every run that measured it, each with its edge of stability (from its config)."""
+    rows = whole_network_rows(inputs.metrics, [needs.SHARPNESS])
+    runs = inputs.runs.set_index("run")
+    edges = {run: figures_curvature.edge_of_stability(str(own.get("optimizer.name", "sgd")), float(own.lr),
+                                                      float(own.momentum)) for run, own in runs.iterrows()}
+    return facet_grid(rows.assign(edge=rows.run.map(edges).astype(float)), figures_curvature.sharpness_curves)
+
+
 def drawn_figures(inputs: Inputs) -> list[FigureSpec]:
     """The figures this sweep gets, in order: every one but those through time where it has no recurrent runs."""
     return [spec for spec in FIGURES if spec.drawn_for is None or spec.drawn_for(inputs)]
@@ -301,4 +316,9 @@ FIGURES = [
                "dashed baseline (what a network that learned nothing from its inputs scores) as T grows is one whose "
                "gradient no longer reaches the early steps; error bars span the seeds.",
                figure_16, has_time_runs),
+    FigureSpec("17_sharpness", "17. Sharpness: the top eigenvalue of the loss Hessian during training",
+               "Under full-batch gradient descent the sharpness rises during training (progressive sharpening) until "
+               "it reaches the dashed edge of stability, 2 / lr (with momentum, (2 + 2 momentum) / lr), and then "
+               "hovers there while the loss goes on falling, though not monotonically (Cohen et al. 2021).",
+               figure_17, has_sharpness),
 ]

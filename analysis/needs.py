@@ -15,6 +15,7 @@ GSNR = "gsnr"  # profile: figure 7c, the gradient's signal-to-noise ratio per la
 SIGNAL = ["avg_sq_mean", "avg_var", "branch_avg_var"]  # profiles: figures 9a and 9b
 LOSSES = ["batch_loss", "test_loss"]  # every step: figure 5 (both), learning_step (batch_loss)
 JACOBIAN_CURVES = ["jac_log_sv_mean", "jac_isometry"]  # every step: figure 11
+SHARPNESS = "sharpness"  # every step where measured (curvature.every): figure 17
 JACOBIAN_AT_INIT = ["jac_isometry", "jac_log_sv_std"]  # at init: the findings' J columns (analysis.isometry)
 UPDATE_RATIO = "update_ratio"  # every step of the deepest runs, at drawn_layers: figure 8
 STATE_GRAD_RMS = "state_grad_rms"  # at init, per time step: figure 14, the per-step factor, the theory's anchor
@@ -22,7 +23,7 @@ TIME_EVERY_STEP = [GRAD_NORM]  # every step, per time step (rows with a time): f
 
 AT_INIT = [DELTA_RMS, GRAD_NORM, *JACOBIAN_AT_INIT, STATE_GRAD_RMS]
 PROFILES = [SATURATION, ACT_STD, GSNR, *SIGNAL]
-EVERY_STEP = [*LOSSES, *JACOBIAN_CURVES]
+EVERY_STEP = [*LOSSES, *JACOBIAN_CURVES, SHARPNESS]
 MAX_LAYER_LINES = 8  # figure 8's lines per panel
 
 
