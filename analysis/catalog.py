@@ -204,9 +204,9 @@ def has_sharpness(inputs: Inputs) -> bool:
 def figure_17(inputs: Inputs) -> Figure:
     """The sharpness of every run that measured it, each with its edge of stability (from its config)."""
     rows = whole_network_rows(inputs.metrics, [needs.SHARPNESS])
-    runs = inputs.runs.set_index("run")
+    runs = inputs.runs.set_index("run").loc[rows.run.unique()]
     edges = {run: figures_curvature.edge_of_stability(str(own.get("optimizer.name", "sgd")), float(own.lr),
-                                                      float(own.momentum)) for run, own in runs.iterrows()}
+                                                      float(own.get("momentum", 0.0))) for run, own in runs.iterrows()}
     return facet_grid(rows.assign(edge=rows.run.map(edges).astype(float)), figures_curvature.sharpness_curves)
 
 

@@ -4,6 +4,7 @@ the record holds, and the report says why it has none where batch norm couples t
 import warnings
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
@@ -20,6 +21,7 @@ def test_figure_7c_draws_each_layers_gsnr_at_init_and_at_the_end_from_the_record
         warnings.simplefilter("ignore")
         inputs, _, _ = report.analyse([tmp_path / "sweep"], progress=False)
     rows = drawn_rows(inputs, monkeypatch)["7c_gsnr"]
+    plt.close("all")
     plain = next((tmp_path / "sweep").glob("0_*"))
     recorded = pd.read_parquet(plain / "metrics.parquet").query("name == 'gsnr' and layer == layer")
     last = recorded.step.max()
@@ -43,6 +45,7 @@ def test_figure_17_draws_the_sharpness_with_each_runs_edge_of_stability_and_only
         inputs, _, _ = report.analyse([tmp_path / "sweep"], progress=False)
     assert "17_sharpness" in [spec.name for spec in catalog.drawn_figures(inputs)]
     rows = drawn_rows(inputs, monkeypatch)["17_sharpness"]
+    plt.close("all")
     assert set(rows.name) == {"sharpness"} and set(rows.step) == set(range(0, 16, 4))  # 800 examples: 8 steps/epoch
     lrs = inputs.runs.set_index("run").lr
     for run, own in rows.groupby("run"):
