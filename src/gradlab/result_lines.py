@@ -41,27 +41,21 @@ def scored_by(summary: dict[str, Any]) -> str:
     return metric if metric in SCORES else "test_mse" if "final_test_mse" in summary else "test_accuracy"
 
 
-def accuracy_text(summary: dict[str, Any]) -> str:
+def score_text(summary: dict[str, Any]) -> str:
     """The final test score (accuracy, a regression run's MSE, the copy task's loss, the last two beside their
     baseline), and over how many replicas it is a mean where the job trained several."""
     metric = scored_by(summary)
-    accuracy = summary.get(f"final_{metric}")
-    baseline = summary.get("baseline")
-    if metric != "test_accuracy" and isinstance(accuracy, int | float) and isinstance(baseline, int | float):
-        return f"{accuracy_text_of(accuracy, summary)} (baseline {baseline:.3f})"
-    return accuracy_text_of(accuracy, summary)
-
-
-def accuracy_text_of(accuracy: object, summary: dict[str, Any]) -> str:
-    """A score, and over how many replicas it is a mean."""
-    shown = f"{accuracy:.3f}" if isinstance(accuracy, int | float) else "-"
-    replicas = summary.get("replicas")
-    if not isinstance(replicas, list) or len(replicas) < 2 or accuracy is None:
-        return shown
+    score, baseline = summary.get(f"final_{metric}"), summary.get("baseline")
+    beside = f" (baseline {baseline:.3f})" if metric != "test_accuracy" and isinstance(baseline, int | float) else ""
+    if not isinstance(score, int | float):
+        return "-"
+    shown, replicas = f"{score:.3f}", summary.get("replicas")
+    if not isinstance(replicas, list) or len(replicas) < 2:
+        return shown + beside
     diverged = summary.get("replicas_diverged") or 0
     if diverged in (0, len(replicas)):
-        return f"{shown} (mean of {len(replicas)} replicas{', all diverged' if diverged else ''})"
-    return f"{shown} (mean of the {len(replicas) - diverged} of {len(replicas)} replicas that did not diverge)"
+        return f"{shown} (mean of {len(replicas)} replicas{', all diverged' if diverged else ''}){beside}"
+    return f"{shown} (mean of the {len(replicas) - diverged} of {len(replicas)} replicas that did not diverge){beside}"
 
 
 def place_in_sweep(sweep_dir: Path | None, number: int | None) -> tuple[str, str]:
@@ -85,7 +79,7 @@ def job_line(run_dir: Path, name: str, sweep_dir: Path | None = None, number: in
     shown_seconds = f"{seconds:.2f} s" if isinstance(seconds, int | float) else "- s"
     place, left = place_in_sweep(sweep_dir, number)
     metric = SCORES[scored_by(summary)]
-    return (f"gradlab: {place}{name}: {summary.get('status', 'no record')}, {metric} {accuracy_text(summary)}, "
+    return (f"gradlab: {place}{name}: {summary.get('status', 'no record')}, {metric} {score_text(summary)}, "
             f"{shown_seconds}, {shown_path(run_dir)}{left}")
 
 
