@@ -10,6 +10,7 @@ from gradlab.inits import INITS
 from gradlab.losses import LOSSES
 from gradlab.mlp import MLP
 from gradlab.optim import SGD, Adam, apply, clip_by_global_norm, global_norm, tensor_norms
+from gradlab.per_example import NOISE_NAMES
 from gradlab.stats import LAYER_METRICS
 
 DEPTHS = [1, 2, 3, 4, 5]
@@ -166,6 +167,7 @@ def test_layer_stats_rows_match_direct_computation(activation, depth):
     grad_metrics = set(LAYER_METRICS) - ACT_METRICS - {"norm_weight_grad_norm", "branch_avg_var"}
     expected_keys = {(layer, name) for layer in range(1, depth + 1) for name in grad_metrics}
     expected_keys |= {(layer, name) for layer in range(1, depth) for name in ACT_METRICS}
+    expected_keys |= {(layer, name) for layer in [*range(1, depth + 1), None] for name in NOISE_NAMES}  # per_example
     assert set(table) == expected_keys
     for layer, ((ref_dW, ref_db), w) in enumerate(zip(ref_grads, net.weights, strict=True), start=1):
         assert table[(layer, "grad_norm")] == pytest.approx(ref_dW.norm().item(), rel=TOLERANCE)

@@ -26,8 +26,8 @@ def autograd_sq_norms(params: list[torch.Tensor], logits: torch.Tensor, dlogits:
     return torch.stack(rows).reshape(*examples, len(params))
 
 
-def mlp_with_grad(arch: str, norm: str, activation: str, replicas: int = 1):
-    net = MLP([4, 6, 6, 6, 3], activation, "xavier_normal", seed=2, replicas=replicas, dtype=F64, arch=arch,
+def mlp_with_grad(arch: str, norm: str, activation: str, replicas: int = 1, sizes: tuple = (4, 6, 6, 6, 3)):
+    net = MLP(list(sizes), activation, "xavier_normal", seed=2, replicas=replicas, dtype=F64, arch=arch,
               norm=norm, bias_std=0.3)
     net.weights = [w.clone().requires_grad_(True) for w in net.weights]
     net.biases = [b.clone().requires_grad_(True) for b in net.biases]
@@ -37,7 +37,8 @@ def mlp_with_grad(arch: str, norm: str, activation: str, replicas: int = 1):
     net.norm_biases = [None if b is None else (b + 0.2 * torch.randn(b.shape, generator=gen, dtype=F64))
                        .requires_grad_(True) for b in net.norm_biases]
     lead = (replicas,) if replicas > 1 else ()
-    return net, torch.randn(*lead, 7, 4, generator=gen, dtype=F64), torch.randn(*lead, 7, 3, generator=gen, dtype=F64)
+    return (net, torch.randn(*lead, 7, sizes[0], generator=gen, dtype=F64),
+            torch.randn(*lead, 7, sizes[-1], generator=gen, dtype=F64))
 
 
 def check_mlp(arch: str, norm: str, activation: str, replicas: int = 1) -> None:
@@ -119,9 +120,21 @@ def explicit_per_example_grads(net: MLP, x: torch.Tensor, dlogits: torch.Tensor)
         (logits[b] * dlogits[b]).sum(), net.parameters(), retain_graph=True)]) for b in range(len(x))])
 
 
-def test_noise_statistics_are_the_definitions_on_explicit_per_example_gradients():
-    from gradlab.per_example import noise_statistics
+def noise_statistics(example_sq_sum: torch.Tensor, mean_grad_sq_norm: torch.Tensor, batch: int) -> dict:
+    """gradlab.per_example.noise_rows for one block of parameters, from sum_b ||g_b||^2 of the examples' own gradients
+    and the batch mean's ||G||^2: the whole network's row of each name."""
+    from gradlab.measurement import concat
+    from gradlab.network import Role
+    from gradlab.per_example import noise_rows, noise_terms
 
+    sums = (example_sq_sum / batch**2).reshape(1)  # noise_terms takes the sums of the batch-mean loss's g_b / B
+    terms = torch.cat(noise_terms([sums], mean_grad_sq_norm.sqrt().reshape(1))).double()
+    rows = noise_rows([Role("weight", 1)], terms.reshape(-1, 1), batch)
+    return {name: torch.tensor(value, dtype=F64) for layer, _, name, value in concat(rows).per_replica()[0]
+            if layer is None}
+
+
+def test_noise_statistics_are_the_definitions_on_explicit_per_example_gradients():
     net, x, dlogits = mlp_with_grad("plain", "layernorm", "tanh")
     g = explicit_per_example_grads(net, x, dlogits)  # (B, P)
     batch, mean = len(g), g.mean(0)
@@ -140,7 +153,6 @@ def test_the_per_example_noise_scale_estimates_what_mccandlishs_two_batch_estima
     examples of a fixed network, each (numerator and denominator averaged apart, as the paper does) lands within 10%
     of the population's B_simple = tr(Sigma) / |G|^2."""
     from gradlab.losses import LOSSES
-    from gradlab.per_example import noise_statistics
 
     gen = torch.Generator().manual_seed(0)
     net = MLP([2, 16, 16, 2], "tanh", seed=0, dtype=F64)
@@ -172,19 +184,32 @@ def test_the_per_example_noise_scale_estimates_what_mccandlishs_two_batch_estima
     assert float((s / g2) / population) == pytest.approx(1, abs=0.1)
 
 
-def test_a_measured_steps_noise_rows_are_the_statistics_of_its_own_per_example_gradients():
-    """The loop's rows at a measured step (backprop given dlogits / B) against explicit per-example gradients of each
-    example's own loss: per layer (W^l, b^l and its norm's gamma, beta) and for the whole network."""
+@pytest.mark.parametrize(("arch", "norm", "sizes"), [
+    ("plain", "none", (6, 6, 6, 6, 3)),  # the inputs' norms come from the stack of the hidden outputs (gradlab.stats)
+    ("plain", "layernorm", (4, 6, 6, 6, 3)),  # x has another width: every input afresh
+    ("residual", "layernorm", (4, 6, 6, 6, 3)),
+])
+def test_a_measured_steps_noise_rows_are_the_statistics_of_its_own_per_example_gradients(arch, norm, sizes):
+    """The loop's rows at a measured step (net.measure, backprop given dlogits / B) against explicit per-example
+    gradients of each example's own loss: per layer (W^l, b^l and its norm's gamma, beta) and for the whole network;
+    and per_example.noise_block, the path of a family without the MLP's shared norms, gives the same rows."""
     from gradlab.losses import LOSSES
     from gradlab.measurement import concat
+    from gradlab.optim import SGD
     from gradlab.per_example import NOISE_NAMES, noise_block
+    from gradlab.stats import hidden_and_inputs
     from gradlab.train import gradients
 
-    net, x, _ = mlp_with_grad("residual", "layernorm", "tanh")
+    net, x, _ = mlp_with_grad(arch, norm, "tanh", sizes=sizes)
     y = torch.randint(0, 3, (7,), generator=torch.Generator().manual_seed(2))
     g = gradients(net, LOSSES["cross_entropy"], x, y)
-    rows = {(layer, name): value for layer, _, name, value in concat(noise_block(net, g.trace, g.back,
-                                                                                   g.grad_norms)).per_replica()[0]}
+    shared = hidden_and_inputs(net, g.trace, inputs_wanted=True)[1] is not None
+    assert shared == (arch == "plain" and sizes[0] == sizes[1])  # the cases cover both paths
+    measured = net.measure(g.trace, g.back, g.grad_norms, SGD(net.parameters(), lr=0.1).updates(g.back.grads))
+    rows = {(layer, name): value for layer, _, name, value in measured.per_replica()[0] if name in NOISE_NAMES}
+    generic = {(layer, name): value for layer, _, name, value in
+               concat(noise_block(net, g.trace, g.back, g.grad_norms)).per_replica()[0]}
+    assert rows.keys() == generic.keys() and len(rows) == 4 * (net.depth + 1)
     _, dlogits = LOSSES["cross_entropy"].value_and_grad(net.trace(x).logits, y)  # d loss_b / d logits_b
     explicit = explicit_per_example_grads(net, x, dlogits.detach())  # (B, all coordinates)
     sizes = [p.numel() for p in net.parameters()]
@@ -199,6 +224,7 @@ def test_a_measured_steps_noise_rows_are_the_statistics_of_its_own_per_example_g
                     "norm_test": gsnr.rsqrt()}
         for name in NOISE_NAMES:
             assert rows[(layer, name)] == pytest.approx(float(expected[name]), rel=1e-9), (layer, name)
+            assert generic[(layer, name)] == pytest.approx(float(expected[name]), rel=1e-9), (layer, name)
 
 
 def test_noise_rows_are_left_out_where_batch_norm_couples_the_examples_and_kept_for_an_rnn():

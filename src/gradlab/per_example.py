@@ -43,23 +43,42 @@ def layer_sq_norms(tensors: list[Tensor]) -> Tensor:
     runs, start = [], 0
     for end in range(1, len(tensors) + 1):
         if end == len(tensors) or tensors[end].shape != tensors[start].shape:
-            stacked = torch.stack(tensors[start:end])
-            runs.append(torch.linalg.vecdot(stacked, stacked))
+            runs.append(torch.linalg.vector_norm(torch.stack(tensors[start:end]), dim=-1))  # one kernel, no product
             start = end
-    return runs[0] if len(runs) == 1 else torch.cat(runs)
+    return (runs[0] if len(runs) == 1 else torch.cat(runs)).square()
+
+
+def mlp_parts(net, trace, back, deltas: Tensor | None = None, inputs: Tensor | None = None
+              ) -> tuple[Tensor, Tensor, Tensor]:
+    """The factors of a gradlab.MLP's per-example norms, each (..., B) per row: ||h_b||^2 of each layer's input and
+    ||delta_b||^2 of its output (both (depth, ..., B); `inputs` and `deltas` when the caller has them), and
+    ||du_b * xhat_b||^2 then ||du_b||^2 of each norm's gamma and beta ((2 n_norms, ..., B); None without norms).
+    ValueError with batch norm."""
+    if net.examples_coupled:
+        raise ValueError(f"norm={net.norm_name!r} couples the examples of a batch through its statistics: a "
+                         "per-example gradient is not defined in training mode")
+    deltas = layer_sq_norms(back.deltas) if deltas is None else deltas
+    inputs = layer_sq_norms([cache.affine.h for cache in trace.layers]) if inputs is None else inputs
+    if net.norm is None:
+        return inputs, deltas, None
+    normed = [l for l in range(net.depth) if trace.layers[l].norm is not None]
+    gammas = [sq_norms(back.norm_inputs[l] * trace.layers[l].norm.xhat) for l in normed]
+    betas = [sq_norms(back.norm_inputs[l]) for l in normed]
+    return inputs, deltas, torch.stack([*gammas, *betas])
 
 
 def mlp_sq_norms(net, trace, back) -> Tensor:
     """(..., B, len(net.parameters())) for a gradlab.MLP: each W^l, b^l, then each norm's gamma and beta."""
-    if net.examples_coupled:
-        raise ValueError(f"norm={net.norm_name!r} couples the examples of a batch through its statistics: a "
-                         "per-example gradient is not defined in training mode")
-    deltas = layer_sq_norms(back.deltas)  # (depth, ..., B)
-    weights = layer_sq_norms([cache.affine.h for cache in trace.layers]) * deltas
-    normed = [l for l in range(net.depth) if trace.layers[l].norm is not None]
-    gammas = [sq_norms(back.norm_inputs[l] * trace.layers[l].norm.xhat) for l in normed]
-    betas = [sq_norms(back.norm_inputs[l]) for l in normed]
-    return torch.cat([weights, deltas, *[g.unsqueeze(0) for g in [*gammas, *betas]]]).movedim(0, -1)
+    inputs, deltas, norms = mlp_parts(net, trace, back)
+    return torch.cat([inputs * deltas, deltas, *([] if norms is None else [norms])]).movedim(0, -1)
+
+
+def mlp_example_sums(net, trace, back, inputs: Tensor | None, deltas: Tensor, delta_sums: Tensor) -> list[Tensor]:
+    """sum_b of mlp_sq_norms over the batch without the (B, P) table, as pieces that concatenate to
+    (len(net.parameters()), ...): one dot product over the batch for the weights. The caller has the deltas' factors
+    of mlp_parts and their sums over the batch, and may have the inputs' (else None)."""
+    inputs, deltas, norms = mlp_parts(net, trace, back, deltas, inputs)
+    return [torch.linalg.vecdot(inputs, deltas), delta_sums, *([] if norms is None else [norms.sum(-1)])]
 
 
 def rnn_sq_norms(net, trace, back) -> Tensor:
@@ -74,9 +93,26 @@ def rnn_sq_norms(net, trace, back) -> Tensor:
                         sq_norms(da.sum(-2)), readout, readout_bias], dim=-1)
 
 
-def noise_statistics(example_sq_sum: Tensor, mean_grad_sq_norm: Tensor, batch: int) -> dict[str, Tensor]:
-    """The gradient's noise across a batch of B examples, from sum_b ||g_b||^2 over its examples and the batch-mean
-    gradient's ||G||^2, G = mean_b g_b, for any block of parameters (a layer, the whole network):
+NOISE_NAMES = ("grad_noise_trace", "gsnr", "noise_scale", "norm_test")
+
+
+def noise_terms(example_sums: list[Tensor], grad_norms: Tensor) -> list[Tensor]:
+    """What noise_rows reads, as pieces to concatenate: each parameter's sum_b ||g_b / B||^2 over the examples' own
+    gradients g_b at a step whose backprop was given dlogits / B (the batch-mean loss's; `example_sums`, pieces that
+    concatenate to (P, ...)), each ||G||^2 of the batch-mean gradient G = mean_b g_b (from grad_norms, (P, ...)), and a
+    constant 1. A caller may concatenate them with tensors of its own, to make one float64 tensor of both."""
+    return [*example_sums, grad_norms.square(), constant_one(grad_norms.shape[1:], grad_norms.device)]
+
+
+@functools.cache
+def constant_one(replicas: torch.Size, device: torch.device) -> Tensor:
+    return torch.ones((1, *replicas), device=device)
+
+
+def noise_rows(roles: list, terms: Tensor, batch: int) -> Block:
+    """The gradient's noise across a batch of B examples, from noise_terms concatenated, (2P + 1, R), float64 (the
+    map magnifies every rounding where |G_true|^2 is near 0). For each layer, over the parameters whose role names
+    it, and for the whole network (layer None):
 
     - grad_noise_trace: tr(Sigma) = sum_b ||g_b - G||^2 / (B - 1) = (sum_b ||g_b||^2 - B ||G||^2) / (B - 1), the
       unbiased per-example variance summed over coordinates;
@@ -86,36 +122,43 @@ def noise_statistics(example_sq_sum: Tensor, mean_grad_sq_norm: Tensor, batch: i
       is negative where a batch cannot tell the gradient from its noise;
     - norm_test: sqrt(tr(Sigma) / (B ||G||^2)), the largest theta for which Byrd et al. 2012's norm test passes, as
       Cockpit computes it (Schneider et al. 2021): 1 / sqrt(gsnr).
+
+    Each is a ratio of two linear functions of the terms (noise_map): one matrix product and one division for every
+    row, since a measured step pays for each small kernel.
     """
-    trace = torch.sub(example_sq_sum, mean_grad_sq_norm, alpha=batch) / (batch - 1)
-    gsnr = batch * mean_grad_sq_norm / trace
-    return {"grad_noise_trace": trace, "gsnr": gsnr, "noise_scale": batch / (gsnr - 1), "norm_test": gsnr.rsqrt()}
-
-
-NOISE_NAMES = ("grad_noise_trace", "gsnr", "noise_scale", "norm_test")
+    keys, linear, powers = noise_map(tuple(roles), batch, terms.device)
+    over, under = torch.mm(linear, terms).chunk(2)  # each (4G, R)
+    return Block(keys, torch.div(over, under).pow_(powers))  # the norm test: a square root
 
 
 def noise_block(net, trace, back, grad_norms: Tensor) -> Block:
-    """The noise rows (noise_statistics) of a step whose backprop was given dlogits / B, the batch-mean loss's: for
-    each layer, over the parameters whose role names it, and for the whole network (layer None); no rows where the
-    examples are coupled (batch norm) or the family offers no per-example norms."""
+    """noise_rows from any family's per_example_grad_sq_norms; no rows where the examples are coupled (batch norm)
+    or the family offers no per-example norms."""
     if not hasattr(net, "per_example_grad_sq_norms") or getattr(net, "examples_coupled", False):
         return Block([], grad_norms.new_zeros((0, net.replicas), dtype=torch.float64))
     per = net.per_example_grad_sq_norms(trace, back)  # (..., B, P), of the loss / B
-    batch = per.shape[-2]
-    layers, members = layer_membership(tuple(net.roles()), per.device)  # (P, G): each layer's, then all
-    sums = torch.matmul(per.sum(-2).to(torch.float64), members) * batch**2  # (..., G): sum_b ||g_b||^2
-    mean_sq = torch.matmul(grad_norms.to(torch.float64).square().movedim(0, -1), members)  # (..., G): ||G||^2
-    stats = noise_statistics(sums, mean_sq, batch)
-    values = torch.stack([stats[name] for name in NOISE_NAMES])  # (4, ..., G)
-    keys = [(layer, None, name) for name in NOISE_NAMES for layer in layers]
-    return Block(keys, values.movedim(-1, 1).reshape(len(keys), -1))
+    terms = torch.cat(noise_terms([per.sum(-2).movedim(-1, 0)], grad_norms)).double()
+    return noise_rows(net.roles(), terms.reshape(len(terms), -1), per.shape[-2])
 
 
 @functools.cache
-def layer_membership(roles: tuple, device: torch.device) -> tuple[list[int | None], Tensor]:
-    """The layers the roles name, in order, then None (the whole network), and which parameters each sums:
-    (P, G) of 0 and 1, float64."""
+def noise_map(roles: tuple, batch: int, device: torch.device) -> tuple[list, Tensor, Tensor]:
+    """noise_rows' keys (each name for the layers the roles name, in order, then None: the whole network); its
+    numerators and denominators as one linear map, (8G, 2P + 1), of noise_terms: each parameter's sum_b ||g_b / B||^2,
+    then each ||G||^2, then a constant 1; and the power each ratio is raised to (1, and 1/2 for the norm test),
+    (4G, 1). Per layer, with
+    tr(Sigma) = (B^2 sum - B ||G||^2) / (B - 1) and N = tr(Sigma) / B: tr(Sigma) / 1, ||G||^2 / N,
+    tr(Sigma) / (||G||^2 - N), N / ||G||^2 (the norm test, squared)."""
     layers = sorted({role.layer for role in roles if role.layer is not None})
-    columns = [[float(role.layer == layer) for layer in layers] + [1.0] for role in roles]
-    return [*layers, None], torch.tensor(columns, dtype=torch.float64, device=device)
+    members = torch.tensor([[float(role.layer == layer) for layer in layers] + [1.0] for role in roles],
+                           dtype=torch.float64).T  # (G, P)
+    zeros, no_constant = torch.zeros_like(members), torch.zeros(len(members), 1, dtype=torch.float64)
+    trace = torch.cat([members * batch**2 / (batch - 1), -members * batch / (batch - 1), no_constant], dim=1)
+    mean_sq = torch.cat([zeros, members, no_constant], dim=1)
+    noise, constant = trace / batch, torch.cat([zeros, zeros, no_constant + 1], dim=1)
+    over = torch.cat([trace, mean_sq, trace, noise])
+    under = torch.cat([constant, noise, mean_sq - noise, mean_sq])
+    keys = [(layer, None, name) for name in NOISE_NAMES for layer in [*layers, None]]
+    linear = torch.cat([over, under]).to(device)
+    powers = torch.tensor([1.0] * 3 * len(members) + [0.5] * len(members), dtype=torch.float64, device=device)
+    return keys, linear, powers.unsqueeze(1)

@@ -21,7 +21,7 @@ from torch import Tensor
 from gradlab import per_example, rnn_stats
 from gradlab.activations import get_activation
 from gradlab.inits import get_init
-from gradlab.measurement import Block
+from gradlab.measurement import Block, concat
 from gradlab.mlp import replica_generators
 from gradlab.network import Role
 from gradlab.optim import Step
@@ -192,8 +192,10 @@ class RNN:
         return self.activation.grad(a) if from_output is None else from_output(phi_a)
 
     def measure(self, trace: RNNTrace, back: RNNBackprop, grad_norms: Tensor, updates: Step) -> Block:
-        """Per time step and whole-network statistics (gradlab.rnn_stats)."""
-        return rnn_stats.step_stats(self, trace, back, grad_norms, updates)
+        """Per time step and whole-network statistics (gradlab.rnn_stats), and the gradient's noise across the batch
+        (gradlab.per_example)."""
+        noise = per_example.noise_block(self, trace, back, grad_norms)
+        return concat(rnn_stats.step_stats(self, trace, back, grad_norms, updates), noise)
 
     def cast(self, dtype: torch.dtype) -> "RNN":
         """A copy of the network with every tensor in dtype (the same values, tensors of its own)."""

@@ -7,12 +7,12 @@ norm, a few passes over the stacked activations), so measuring at each step stay
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from gradlab import per_example
 from gradlab.measurement import Block, concat
 from gradlab.optim import Step, tensor_norms
 
@@ -64,11 +64,11 @@ def moments(h: Tensor) -> Tensor:
     return torch.stack([act_mean, act_std, unit_mean.pow(2).mean(-1), avg_var])
 
 
-def activation_stats(net: MLP, trace: MLPTrace) -> Block:
-    """Statistics of each hidden layer's output h^l (phi(n(x^l)), or the residual stream), of each residual
-    branch alpha z^l, and the saturation of phi's argument u wherever phi is applied (reported as row_layer)."""
+def activation_stats(net: MLP, trace: MLPTrace, streams: list[tuple[list[int], Tensor]]) -> Block:
+    """Statistics of each hidden layer's output h^l (phi(n(x^l)), or the residual stream; `streams`, stacked by
+    shape_groups), of each residual branch alpha z^l, and the saturation of phi's argument u wherever phi is applied
+    (reported as row_layer)."""
     depth, arch = net.depth, net.architecture
-    streams = shape_groups(list(range(1, depth)), net.hidden_outputs(trace))
     block = stacked_rows(["act_mean", "act_std", "avg_sq_mean", "avg_var"],
                          [(ls, moments(h)) for ls, h in streams], net.replicas)
     if arch.skip:
@@ -85,24 +85,50 @@ def activation_stats(net: MLP, trace: MLPTrace) -> Block:
 
 
 def layer_stats(net: MLP, trace: MLPTrace, back: MLPBackprop, grad_norms: Tensor, updates: Step) -> Block:
-    """Every layer's statistics from one forward and backward and the step about to be taken.
+    """Every layer's statistics from one forward and backward and the step about to be taken, and the gradient's
+    noise across the batch (gradlab.per_example) unless batch norm couples the examples.
 
     back holds the gradient of the batch-mean loss; grad_norms is tensor_norms of back.grads; updates is the
     optimizer's step, so update_ratio = ||update of W^l|| / ||W^l|| is the step it takes.
     """
     depth, roles = net.depth, net.roles()
     weights, biases, gammas = (net.positions[kind] for kind in ("weight", "bias", "norm_weight"))  # slices
-    update_norms = updates.norms(weights, net.batched)
-    norms = torch.cat([grad_norms[weights], grad_norms[biases], tensor_norms(back.deltas + net.weights, net.batched),
-                       update_norms])
-    grad_norm, bias_grad_norm, delta_norm, weight_norm, update_norm = norms.double().reshape(5, depth, -1)
     # delta^l = d(mean loss)/dz^l has rows (d loss_b / d z_b) / B, so
-    # delta_rms = sqrt(mean_b ||d loss_b / d z_b||^2) = sqrt(B) * ||delta^l||_F: one norm, no per-example loop.
-    delta_rms = delta_norm * math.sqrt(back.deltas[0].shape[-2])
+    # delta_rms = sqrt(mean_b ||d loss_b / d z_b||^2) = sqrt(B * sum_b ||delta_b||^2): the per-row norms that the
+    # noise rows need too.
+    batch = back.deltas[0].shape[-2]
+    delta_sq = per_example.layer_sq_norms(back.deltas)  # (depth, ..., B)
+    delta_sums = delta_sq.sum(-1)  # (depth, ...)
+    streams, inputs = hidden_and_inputs(net, trace, not net.examples_coupled)
+    noise = []  # the noise rows' terms share this step's one cat and cast to float64
+    if not net.examples_coupled:
+        input_sq = None if inputs is None else torch.linalg.vector_norm(inputs, dim=-1).square()
+        sums = per_example.mlp_example_sums(net, trace, back, input_sq, delta_sq, delta_sums)
+        noise = per_example.noise_terms(sums, grad_norms)
+    norms = torch.cat([grad_norms[weights], grad_norms[biases], tensor_norms(net.weights, net.batched),
+                       updates.norms(weights, net.batched), delta_sums, *noise]).double()
+    grad_norm, bias_grad_norm, weight_norm, update_norm, delta_sum = norms[: 5 * depth].reshape(5, depth, -1)
+    delta_rms = (delta_sum * batch).sqrt()
     values = torch.cat([grad_norm, bias_grad_norm, delta_rms, weight_norm, update_norm / weight_norm])
     names = ("grad_norm", "bias_grad_norm", "delta_rms", "weight_norm", "update_ratio")
     keys = [(l, None, name) for name in names for l in range(1, depth + 1)]
     gamma_layers = [role.layer for role in roles[gammas]]
     gamma_norms = grad_norms[gammas].double().reshape(len(gamma_layers), net.replicas)
     norm_rows = Block([(layer, None, "norm_weight_grad_norm") for layer in gamma_layers], gamma_norms)
-    return concat(Block(keys, values), norm_rows, activation_stats(net, trace))
+    blocks = [Block(keys, values), norm_rows, activation_stats(net, trace, streams)]
+    if noise:
+        blocks.append(per_example.noise_rows(roles, norms[5 * depth :].reshape(2 * len(roles) + 1, -1), batch))
+    return concat(*blocks)
+
+
+def hidden_and_inputs(net: MLP, trace: MLPTrace, inputs_wanted: bool
+                      ) -> tuple[list[tuple[list[int], Tensor]], Tensor | None]:
+    """shape_groups of the hidden outputs h^1..h^{depth-1}; and, when wanted, every layer's input stacked,
+    (depth, ..., B, n), where that comes with them: a plain net (its inputs are x and the h^l) whose x has the hidden
+    layers' shape. One stack for both, since a measured step pays for each kernel."""
+    hidden, x = net.hidden_outputs(trace), trace.layers[0].affine.h
+    shared = net.architecture.outputs_phi and hidden and len({x.shape, *(h.shape for h in hidden)}) == 1
+    if inputs_wanted and shared:
+        inputs = torch.stack([x, *hidden])
+        return [(list(range(1, net.depth)), inputs[1:])], inputs
+    return shape_groups(list(range(1, net.depth)), hidden), None

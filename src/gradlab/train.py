@@ -21,7 +21,6 @@ from gradlab.losses import Loss
 from gradlab.measurement import Block, Measurement, block, concat, whole
 from gradlab.network import Backprop, Network, Trace
 from gradlab.optim import SGD, Adam, Optimizer, Step, apply, clip_by_global_norm, global_norm, tensor_norms
-from gradlab.per_example import noise_block
 
 if TYPE_CHECKING:  # the loop only reads a Split's tensors; it needs nothing else of the data module
     from gradlab.data import Split
@@ -166,12 +165,11 @@ def gradients(net: Network, loss: Loss, x: Tensor, y: Tensor) -> Gradients:
 
 
 def step_rows(net: Network, loss: Loss, g: Gradients, y: Tensor, updates: Step) -> Block:
-    """Everything measured at a step: the network's own statistics, the gradient's noise across the batch
-    (gradlab.per_example), the batch loss and accuracy (or mse)."""
+    """Everything measured at a step: the network's own statistics (the gradient's noise across the batch among
+    them, gradlab.per_example), the batch loss and accuracy (or mse)."""
     scores = score(loss, g.trace.logits, y).mean(-1)
     batch = block(whole("batch_loss", f"batch_{metric_name(y)}"), [g.batch_loss, scores])
-    noise = noise_block(net, g.trace, g.back, g.grad_norms)
-    return concat(net.measure(g.trace, g.back, g.grad_norms, updates), noise, batch)
+    return concat(net.measure(g.trace, g.back, g.grad_norms, updates), batch)
 
 
 OPTIMIZERS: dict[str, Callable[[list[Tensor], TrainSettings], Optimizer]] = {
