@@ -12,24 +12,26 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis import (
-    figures_curvature,
+    figures_batch,
     figures_init,
     figures_jacobian,
     figures_length,
+    figures_noise,
     figures_signal,
     figures_time,
     figures_trainability,
     figures_training,
     needs,
 )
-from analysis.families import layer_rows, layer_runs, on_layer_axis, time_rows, time_runs, whole_network_rows
+from analysis.catalog_instruments import figure_7c, figure_7d, figure_17, figure_18, figure_19, has_sharpness
+from analysis.families import layer_rows, layer_runs, time_rows, time_runs, whole_network_rows
 from analysis.layout import facet_grid, facet_wrap, no_data, panel_grid
 from analysis.predict import NO_THEORY_FOR_NORMS
 from analysis.predict_time import NO_THEORY_FOR_LSTM, PREDICTED
+from analysis.selections import MAX_HEATMAP_PANELS, at_init, deepest_configs, deepest_title
 from analysis.style import ordered
 from gradlab.activations import ACTIVATIONS
 
-MAX_HEATMAP_PANELS = 12
 NO_JACOBIAN = "no Jacobian measured: jacobian.examples=0, depth 1, or runs recorded before J was measured"
 AT_INIT_ONLY = ("J measured at step 0 only (the default): its spectrum at init is figure 10; "
                 "jacobian.every_epoch=true measures it at every epoch's end too")
@@ -55,28 +57,10 @@ class FigureSpec(NamedTuple):
     drawn_for: Callable[[Inputs], bool] | None = None  # whether a sweep gets it; None: every sweep
 
 
-def deepest_configs(metrics: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """Per-layer rows (families.layer_rows) of the deepest runs, one panel (seeds averaged) per configuration, at most
-    MAX_HEATMAP_PANELS."""
-    by_layer = on_layer_axis(metrics)
-    deepest = metrics[by_layer & (metrics.depth == metrics.depth[by_layer].max()) & metrics.name.isin(names)]
-    return deepest[deepest.panel.isin(list(deepest.panel.unique())[:MAX_HEATMAP_PANELS])]
-
-
 def figure_3(inputs: Inputs) -> Figure:
     """The heatmap of the deepest runs' grad_norm, from its cells (load.seed_mean_heatmap) where given."""
     rows = deepest_configs(inputs.metrics if inputs.heatmap is None else inputs.heatmap, [needs.GRAD_NORM])
     return facet_wrap(rows, figures_training.grad_norm_heatmap, by="panel", title=deepest_title, share=False)
-
-
-def deepest_title(rows: pd.DataFrame) -> str:
-    return f"{rows.panel.iloc[0]} · depth {int(rows.depth.iloc[0])}"
-
-
-def at_init(inputs: Inputs, names: list[str]) -> pd.DataFrame:
-    """The per-layer rows of the names at step 0."""
-    rows = layer_rows(inputs.metrics, names)
-    return rows[rows.step == 0]
 
 
 def figure_4(inputs: Inputs) -> Figure:
@@ -104,15 +88,6 @@ def figure_6(inputs: Inputs) -> Figure:
                            margins={"left": 0.55 + 0.075 * longest, "right": 0.5})
     figures_training.accuracy_heatmap(runs, axes[0, 0], inputs.config_keys)
     return fig
-
-
-NO_NOISE = "no gsnr rows: records made before the noise rows were measured, or batch norm (coupled examples)"
-
-
-def figure_7c(inputs: Inputs) -> Figure:
-    rows = layer_rows(inputs.metrics, [needs.GSNR])
-    rows = rows[rows.layer.notna()]  # the whole network's gsnr is a row of its own, not a layer
-    return facet_grid(rows, figures_training.gsnr_profile) if not rows.empty else no_data(NO_NOISE)
 
 
 def figure_8(inputs: Inputs) -> Figure:
@@ -196,20 +171,6 @@ def figure_16(inputs: Inputs) -> Figure:
                       title=lambda rows: f"dataset={rows.dataset.iloc[0]}")
 
 
-def has_sharpness(inputs: Inputs) -> bool:
-    """Whether some run measured the sharpness (curvature.every)."""
-    return bool((inputs.metrics.name == needs.SHARPNESS).any())
-
-
-def figure_17(inputs: Inputs) -> Figure:
-    """The sharpness of every run that measured it, each with its edge of stability (from its config)."""
-    rows = whole_network_rows(inputs.metrics, [needs.SHARPNESS])
-    runs = inputs.runs.set_index("run").loc[rows.run.unique()]
-    edges = {run: figures_curvature.edge_of_stability(str(own.get("optimizer.name", "sgd")), float(own.lr),
-                                                      float(own.get("momentum", 0.0))) for run, own in runs.iterrows()}
-    return facet_grid(rows.assign(edge=rows.run.map(edges).astype(float)), figures_curvature.sharpness_curves)
-
-
 def drawn_figures(inputs: Inputs) -> list[FigureSpec]:
     """The figures this sweep gets, in order: every one but those through time where it has no recurrent runs."""
     return [spec for spec in FIGURES if spec.drawn_for is None or spec.drawn_for(inputs)]
@@ -221,12 +182,13 @@ FIGURES = [
                "gradient, one that rises is exploding, the dashed black line is what mean-field theory predicts for "
                f"plain and residual networks ({NO_THEORY_FOR_NORMS}: their panels have none), and a line that "
                "stops short of layer 1 underflowed to exactly 0 (float32 ends near 1e-45).",
-               lambda i: facet_grid(at_init(i, [needs.DELTA_RMS, "delta_rms_predicted"]),
+               lambda i: facet_grid(at_init(i.metrics, [needs.DELTA_RMS, "delta_rms_predicted"]),
                                     figures_init.delta_rms_at_init), has_layer_runs),
     FigureSpec("2_grad_norm_at_init", "2. Weight-gradient norm at initialization",
                "Compare with figure 1: the weight gradient dL/dW = h^T delta also scales with the activations h, "
                "so it can stay flat across layers while delta vanishes.",
-               lambda i: facet_grid(at_init(i, [needs.GRAD_NORM]), figures_init.grad_norm_at_init), has_layer_runs),
+               lambda i: facet_grid(at_init(i.metrics, [needs.GRAD_NORM]), figures_init.grad_norm_at_init),
+               has_layer_runs),
     FigureSpec("3_grad_norm_heatmap", "3. Weight-gradient norm over layers and training steps (deepest runs)",
                "Watch whether the dark band at the input side (low layers) fills in as training proceeds or stays "
                "starved for the whole run; each panel has its own color scale, and gray cells are exactly 0 "
@@ -261,6 +223,12 @@ FIGURES = [
                "batch gradient whose noise across examples outweighs its mean, so its steps are mostly noise, even "
                "where its gradient has not vanished (gradlab.per_example; no rows with batch norm).",
                figure_7c, has_layer_runs),
+    FigureSpec("7d_noise_at_init", "7d. The gradient's signal and its noise per layer at initialization",
+               "Solid lines are the batch-mean gradient's norm ||G|| of each layer, dashed ones its noise across "
+               "batches, sqrt(tr(Sigma) / B): where both fall toward the input side together, the vanishing gradient "
+               "is small but not drowned (their squared ratio is figure 7c's GSNR); where the solid line falls below "
+               "the dashed one, that layer's steps are mostly noise.",
+               figure_7d, has_layer_runs),
     FigureSpec("8_update_ratio", "8. Update ratio per layer during training (deepest runs)",
                "Layers far below the dashed 1e-3 guide barely move, layers far above it change too fast; light "
                "lines are near the input, dark near the output, on one log scale for all panels.",
@@ -321,4 +289,20 @@ FIGURES = [
                "it reaches the dashed edge of stability, 2 / lr (with momentum, (2 + 2 momentum) / lr), and then "
                "hovers there while the loss goes on falling, though not monotonically (Cohen et al. 2021).",
                figure_17, has_sharpness),
+    FigureSpec("18a_gsnr_over_training", "18a. The GSNR per layer during training (deepest runs)",
+               "Each line is one layer's B ||G||^2 / tr(Sigma) at the measured steps (light: input side, dark: "
+               "output; dotted black: the whole network): below the dashed 1 its batch gradient is mostly noise.",
+               lambda i: figure_18(i, figures_noise.gsnr_curves), has_layer_runs),
+    FigureSpec("18b_noise_scale_over_training", "18b. The gradient noise scale per layer during training "
+               "(deepest runs)",
+               "B_simple = tr(Sigma) / |G|^2 of one batch, per layer (dotted black: the whole network), where it is "
+               "positive: McCandlish et al.'s critical batch size grows as the loss falls, and a batch much smaller "
+               "than it steps mostly on noise.",
+               lambda i: figure_18(i, figures_noise.noise_scale_curves), has_layer_runs),
+    FigureSpec("19_batch_scaling", "19. Steps to a target loss against batch size (McCandlish et al. 2018)",
+               "With each batch size's best learning rate, the steps halve as the batch doubles (dotted gray) while "
+               "B is below the critical batch size and stop falling beyond it; the blue fit S_min + E_min / B gives "
+               "B_crit, the dashed red line the noise scale B_simple measured on the way to the target (right: over "
+               "training, positive windows only).",
+               figure_19, figures_batch.has_batch_sweep),
 ]

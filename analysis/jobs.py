@@ -92,7 +92,8 @@ def recorded_number(value: object) -> float | None:
 
 
 def read_facts(summary: dict) -> dict:
-    """What the job recorded about its network and data; None for a fact its summary lacks (older records), but
+    """What the job recorded about its network and data (batch_in_force: the examples per step, batch_size=0's the
+    whole training set); None for a fact its summary lacks (older records), but
     sigma_b2, 0 before biases could be drawn, and net, an MLP before the family was recorded. sigma_w2: one per layer
     (an MLP's, a tuple) or the recurrent weights' (a float); spectral_radius: one per replica, a tuple."""
     loss, sigma_b2, sigma_w2 = summary.get("loss_in_force"), summary.get("sigma_b2", 0.0), summary.get("sigma_w2")
@@ -105,7 +106,8 @@ def read_facts(summary: dict) -> dict:
             "input_q0_mean": recorded_number(summary.get("input_q0_mean")),
             "spectral_radius": recorded_list(summary.get("spectral_radius"), (int, float)),
             "baseline_metric": metric if isinstance(metric := summary.get("baseline_metric"), str) else None,
-            "baseline": recorded_number(summary.get("baseline"))}
+            "baseline": recorded_number(summary.get("baseline")),
+            "batch_in_force": recorded_number(summary.get("batch_in_force"))}
 
 
 def check_metrics(job_dir: Path) -> int:

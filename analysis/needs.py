@@ -2,8 +2,9 @@
 records for exactly these rows; the catalog and the findings select them by the same names.
 
 Steps: at init (step 0 only), every step, as a profile (step 0 and the last step where every layer is finite), or
-every step of the deepest runs only (figure 3 at every layer, figure 8 at drawn_layers). A recurrent network's rows
-on the time axis (analysis.families): state_grad_rms at init (figure 14) and grad_norm at every step (figure 15).
+every step of the deepest runs only (figure 3 at every layer, figures 8 and 18 at drawn_layers). The whole network's
+noise rows at every step (figure 19). A recurrent network's rows on the time axis (analysis.families): state_grad_rms
+at init (figure 14) and grad_norm at every step (figure 15).
 """
 
 import numpy as np
@@ -12,18 +13,22 @@ DELTA_RMS = "delta_rms"  # at init: figure 1, figure 4's first/last ratio, the b
 GRAD_NORM = "grad_norm"  # at init: figure 2 and its first/last ratio; every step of the deepest runs: figure 3
 SATURATION, ACT_STD = "saturation", "act_std"  # profiles: figures 7a and 7b
 GSNR = "gsnr"  # profile: figure 7c, the gradient's signal-to-noise ratio per layer (gradlab.per_example)
+GRAD_NOISE_TRACE = "grad_noise_trace"  # gradlab.per_example's tr(Sigma)
 SIGNAL = ["avg_sq_mean", "avg_var", "branch_avg_var"]  # profiles: figures 9a and 9b
 LOSSES = ["batch_loss", "test_loss"]  # every step: figure 5 (both), learning_step (batch_loss)
+TRAIN_LOSS = "train_loss"  # every step it was evaluated (epochs' ends, eval_every): figure 19's steps to a target
 JACOBIAN_CURVES = ["jac_log_sv_mean", "jac_isometry"]  # every step: figure 11
 SHARPNESS = "sharpness"  # every step where measured (curvature.every): figure 17
 JACOBIAN_AT_INIT = ["jac_isometry", "jac_log_sv_std"]  # at init: the findings' J columns (analysis.isometry)
 UPDATE_RATIO = "update_ratio"  # every step of the deepest runs, at drawn_layers: figure 8
+NOISE_ROWS = [GRAD_NOISE_TRACE, GSNR]  # every step: of the deepest runs at drawn_layers (figures 18a and 18b), and
+# of every run's whole network (figures 18 and 19); both statistics over windows come from these two (figures_noise)
 STATE_GRAD_RMS = "state_grad_rms"  # at init, per time step: figure 14, the per-step factor, the theory's anchor
 TIME_EVERY_STEP = [GRAD_NORM]  # every step, per time step (rows with a time): figure 15
 
-AT_INIT = [DELTA_RMS, GRAD_NORM, *JACOBIAN_AT_INIT, STATE_GRAD_RMS]
+AT_INIT = [DELTA_RMS, GRAD_NORM, *JACOBIAN_AT_INIT, STATE_GRAD_RMS, GRAD_NOISE_TRACE]  # tr(Sigma): figure 7d
 PROFILES = [SATURATION, ACT_STD, GSNR, *SIGNAL]
-EVERY_STEP = [*LOSSES, *JACOBIAN_CURVES, SHARPNESS]
+EVERY_STEP = [*LOSSES, TRAIN_LOSS, *JACOBIAN_CURVES, SHARPNESS]
 MAX_LAYER_LINES = 8  # figure 8's lines per panel
 
 

@@ -39,13 +39,16 @@ READ_SCHEMA = with_time(METRICS_SCHEMA)
 
 CHUNK = 250  # jobs per scan: a few thousand rows each, so a chunk's rows stay in the tens of MB
 AT_STEP_0 = [*needs.AT_INIT, *needs.PROFILES]  # step 0: the profiles' start too
-DEEPEST = [needs.GRAD_NORM, needs.UPDATE_RATIO]  # every step of the deepest runs: update_ratio at drawn layers only
+DRAWN_OF_DEEPEST = [needs.UPDATE_RATIO, *needs.NOISE_ROWS]  # every step of the deepest runs, at drawn layers
+DEEPEST = [needs.GRAD_NORM, *DRAWN_OF_DEEPEST]  # every step of the deepest runs
 METRIC_COLUMNS = ["replica", "step", "epoch", "layer", "time", "name", "value"]
-NAMES = list(dict.fromkeys([*AT_STEP_0, *needs.EVERY_STEP, needs.UPDATE_RATIO]))  # every name the report reads
+NAMES = list(dict.fromkeys([*AT_STEP_0, *needs.EVERY_STEP, *DRAWN_OF_DEEPEST, *needs.NOISE_ROWS]))  # all read
 SPECTRUM_COLUMNS = ["replica", "singular_value", "log_singular_value"]  # J's singular values at step 0: figure 10
 ON_TIME_AXIS = pc.field("name").isin(needs.TIME_EVERY_STEP) & pc.field("time").is_valid()  # a sequence's steps
+WHOLE = ~pc.field("layer").is_valid() & ~pc.field("time").is_valid()  # a whole-network row
+OF_WHOLE_NETWORK = pc.field("name").isin(needs.NOISE_ROWS) & WHOLE
 NEEDED = (pc.field("name").isin(needs.EVERY_STEP + needs.PROFILES)
-          | ((pc.field("step") == 0) & pc.field("name").isin(AT_STEP_0)) | ON_TIME_AXIS)  # fmt: skip
+          | ((pc.field("step") == 0) & pc.field("name").isin(AT_STEP_0)) | ON_TIME_AXIS | OF_WHOLE_NETWORK)  # fmt: skip
 NEEDED_OF_DEEPEST = NEEDED | pc.field("name").isin(DEEPEST)
 
 
@@ -133,9 +136,9 @@ def heatmap_sums(grad_norm: pa.Table, group: np.ndarray) -> pd.DataFrame:
 def reduce_chunk(rows: pa.Table, runs_per_job: np.ndarray, group: np.ndarray,
                  deepest_layers: list[int] | None) -> tuple[pa.Table, pd.DataFrame]:
     """A chunk's scanned rows -> the rows the figures read, and the heatmap's sums; deepest_layers: the layers of
-    update_ratio figure 8 draws when the chunk holds the deepest jobs, else None (and no heatmap sums). Rows of a
-    replica the job did not train are dropped. A recurrent network's grad_norm per time step is kept at every step
-    (figure 15): T rows per logged step of each such job."""
+    update_ratio and the noise rows figures 8 and 18 draw when the chunk holds the deepest jobs, else None (and no
+    heatmap sums). Rows of a replica the job did not train are dropped. A recurrent network's grad_norm per time
+    step is kept at every step (figure 15): T rows per logged step of each such job."""
     rows = rows.set_column(1, "replica", pc.fill_null(rows["replica"], 0))  # records from before replicas
     replica = rows["replica"].to_numpy()
     rows = rows.filter(pa.array((replica >= 0) & (replica < runs_per_job[rows["job"].to_numpy()])))
@@ -143,8 +146,10 @@ def reduce_chunk(rows: pa.Table, runs_per_job: np.ndarray, group: np.ndarray,
     at_init = pc.and_(pc.equal(step, 0), pc.is_in(name, pa.array(AT_STEP_0)))
     keep = pc.or_(pc.is_in(name, pa.array(needs.EVERY_STEP)), at_init)
     keep = pc.or_(keep, pc.and_(pc.is_in(name, pa.array(needs.TIME_EVERY_STEP)), pc.is_valid(rows["time"])))
+    whole = pc.and_(pc.is_null(rows["layer"]), pc.is_null(rows["time"]))
+    keep = pc.or_(keep, pc.and_(pc.is_in(name, pa.array(needs.NOISE_ROWS)), whole))
     layers = pa.array(deepest_layers or [], pa.int64())
-    keep = pc.or_(keep, pc.and_(pc.equal(name, needs.UPDATE_RATIO), pc.is_in(rows["layer"], layers)))
+    keep = pc.or_(keep, pc.and_(pc.is_in(name, pa.array(DRAWN_OF_DEEPEST)), pc.is_in(rows["layer"], layers)))
     of_layers = pc.and_(pc.equal(name, needs.GRAD_NORM), pc.is_null(rows["time"]))  # not a sequence's time steps
     grad_norm = rows.filter(of_layers) if deepest_layers is not None else rows.slice(0, 0)
     profiles = last_complete_rows(rows.filter(pc.is_in(name, pa.array(needs.PROFILES))))
@@ -171,7 +176,8 @@ def read_metrics(files: list[list[str]], runs_per_job: list[int], group: list[in
                  advance: Callable[[int], object] = lambda n: None) -> Records:
     """The rows the report reads from every job's metrics files, each with its run (the jobs' runs numbered in
     order): the NEEDED rows, each profile's last complete step and, for the deepest jobs (group >= 0: their
-    configuration), update_ratio at deepest_layers and the sums of the heatmap of grad_norm at every step."""
+    configuration), update_ratio and the layers' noise rows at deepest_layers and the sums of the heatmap of
+    grad_norm at every step."""
     runs, groups = np.asarray(runs_per_job, dtype=np.int64), np.asarray(group, dtype=np.int64)
     first_run = np.cumsum([0, *runs])
     metrics, heatmap, unreadable = [], [], {}

@@ -16,9 +16,10 @@ from gradlab.inits import INITS
 # W&B's mode, project and entity (a copy of the metrics elsewhere), skip_completed (whether a re-run sweep
 # retrains a job), data_dir (where the same data set is read from), device (the same float32 math on cpu or cuda,
 # from the same seeded CPU generator), jacobian.* (J of fixed test examples, in evaluation mode: it draws
-# nothing from the generators and updates nothing) and curvature.* (the sharpness, on a float64 copy of the
-# network). Two seeds that differ only in these are seeds of one configuration.
-BOOKKEEPING_KEYS = ("logger", "skip_completed", "data_dir", "device", "jacobian", "curvature")
+# nothing from the generators and updates nothing), curvature.* (the sharpness, on a float64 copy of the
+# network) and eval_every (the full sets' losses in evaluation mode). Two seeds that differ only in these are seeds of
+# one configuration.
+BOOKKEEPING_KEYS = ("logger", "skip_completed", "data_dir", "device", "jacobian", "curvature", "eval_every")
 SEED = "seed"
 # Config keys added after runs were first recorded, each with the one value every run had before it existed: a
 # record without the key ran with that value (a plain, unnormalized network trained by SGD, biases at 0), so it is

@@ -1,10 +1,12 @@
-"""Figure 7c reads the noise rows a real sweep recorded: each layer's GSNR at init and at its last step, the values
-the record holds, and the report says why it has none where batch norm couples the examples."""
+"""The noise figures read the rows a real sweep recorded: 7c each layer's GSNR at init and at its last step, 7d the
+signal and noise those rows give at init, 18 the same statistics over windows of steps, 19 the steps to a target loss
+against batch size; the report says why it has none where batch norm couples the examples."""
 
 import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,7 +25,8 @@ def test_figure_7c_draws_each_layers_gsnr_at_init_and_at_the_end_from_the_record
     rows = drawn_rows(inputs, monkeypatch)["7c_gsnr"]
     plt.close("all")
     plain = next((tmp_path / "sweep").glob("0_*"))
-    recorded = pd.read_parquet(plain / "metrics.parquet").query("name == 'gsnr' and layer == layer")
+    record = pd.read_parquet(plain / "metrics.parquet")
+    recorded = record.query("name == 'gsnr' and layer == layer")
     last = recorded.step.max()
     assert set(rows.name) == {"gsnr"} and rows.run.nunique() == 1  # the batch-norm run recorded none
     for step in (0, last):
@@ -32,7 +35,25 @@ def test_figure_7c_draws_each_layers_gsnr_at_init_and_at_the_end_from_the_record
         assert list(drawn.index) == [1, 2, 3] and drawn.tolist() == expected.tolist()
     with_batchnorm = inputs._replace(metrics=inputs.metrics[inputs.metrics.norm == "batchnorm"])
     monkeypatch.undo()
-    assert catalog.figure_7c(with_batchnorm).axes[0].texts[0].get_text().startswith("no gsnr rows")
+    assert catalog.figure_7c(with_batchnorm).axes[0].texts[0].get_text().startswith("no noise rows")
+    per_layer = record[record.name.isin(["gsnr", "grad_noise_trace"]) & record.layer.notna()].astype({"layer": float})
+    check_figures_7d_and_18(drawn_rows(inputs, monkeypatch), per_layer, batch=100)
+    plt.close("all")
+
+
+def check_figures_7d_and_18(frames: dict[str, pd.DataFrame], recorded: pd.DataFrame, batch: int) -> None:
+    """7d: ||G|| = sqrt(gsnr tr(Sigma) / B) and sqrt(tr(Sigma) / B) per layer at init, from the recorded rows; 18: over
+    windows of one measured step each (a short run), the recorded gsnr and B / (gsnr - 1), its noise scale."""
+    at_init = recorded[recorded.step == 0].pivot_table(index="layer", columns="name", values="value")
+    signal = frames["7d_noise_at_init"].pivot_table(index="layer", columns="name", values="value")
+    assert signal.noise.tolist() == pytest.approx(np.sqrt(at_init.grad_noise_trace / batch).tolist(), rel=1e-9)
+    assert signal.signal.tolist() == pytest.approx(
+        np.sqrt(at_init.gsnr * at_init.grad_noise_trace / batch).tolist(), rel=1e-9)
+    windows = frames["18a_gsnr_over_training"]
+    gsnr = recorded[recorded.name == "gsnr"].set_index(["step", "layer"]).value
+    for name, expected in [("gsnr", gsnr), ("noise_scale", batch / (gsnr - 1))]:
+        own = windows[(windows.name == name) & windows.layer.notna()].set_index(["step", "layer"]).value
+        assert len(own) and own.tolist() == pytest.approx(expected.reindex(own.index).tolist(), rel=1e-9)
 
 
 def test_figure_17_draws_the_sharpness_with_each_runs_edge_of_stability_and_only_where_it_was_measured(

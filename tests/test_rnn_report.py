@@ -27,6 +27,7 @@ T_VANILLA, T_LSTM = 20, 12
 GAIN = 0.9  # orthogonal W: sigma_w^2 = 0.81, spectral radius 0.9
 TINY_INPUT = 1e-9  # sigma_u^2 q_x: q_t stays below 1e-8, where tanh' = 1 and the factor is sqrt(sigma_w^2) = GAIN
 SHARPNESS_FIGURE = "17_sharpness"  # drawn only where a run measured the sharpness (curvature.every): none here
+BATCH_FIGURE = "19_batch_scaling"  # drawn only for a sweep over 3 or more batch sizes: none here
 TIME_FIGURES = ["14_state_grad_rms_through_time", "15_grad_norm_time_heatmap", "16_score_vs_length"]
 
 
@@ -142,7 +143,7 @@ def test_figures_through_time_draw_the_recurrent_runs_time_rows_only(sweep: Path
 def test_the_report_of_a_mixed_sweep_has_the_figures_and_findings_through_time(sweep: Path):
     out = built(sweep)
     figures = sorted(path.stem for path in (out / "figures").glob("*.png"))
-    assert figures == sorted(spec.name for spec in catalog.FIGURES if spec.name != SHARPNESS_FIGURE)
+    assert figures == sorted(spec.name for spec in catalog.FIGURES if spec.name not in (SHARPNESS_FIGURE, BATCH_FIGURE))
     runs = pd.read_csv(out / "runs.csv").set_index("run")
     assert runs.loc[VANILLA_RUN, "predicted_step_factor"] == pytest.approx(GAIN, rel=1e-6)
     assert runs.loc[VANILLA_RUN, "spectral_radius"] == GAIN and math.isnan(runs.loc[LSTM_RUN, "spectral_radius"])
@@ -156,7 +157,7 @@ def test_a_sweep_of_mlps_alone_gets_nothing_through_time(tmp_path: Path):
     write_job(tmp_path, 1, depth=3, seed=0)
     out = built(tmp_path)
     figures = sorted(path.stem for path in (out / "figures").glob("*.png"))
-    absent = [*TIME_FIGURES, SHARPNESS_FIGURE]
+    absent = [*TIME_FIGURES, SHARPNESS_FIGURE, BATCH_FIGURE]
     assert figures == sorted(spec.name for spec in catalog.FIGURES if spec.name not in absent)
     header = pd.read_csv(out / "runs.csv").columns
     assert "step_factor" not in header and "spectral_radius" not in header

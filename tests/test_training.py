@@ -162,6 +162,26 @@ def test_batch_size_zero_is_full_batch_descent_one_step_per_epoch_on_the_whole_t
     assert batch_loss == pytest.approx(train_loss, rel=1e-5)
 
 
+def test_eval_every_adds_the_full_sets_losses_of_the_network_as_it_stands_at_those_steps():
+    """eval_every=4 on 8 steps an epoch: train and test rows at steps 4 and 12 besides the epochs' ends (0, 8, 16),
+    once each (step 8's is the epoch's end), each the full training set's mean loss under the network as it stands
+    when that step is measured (before its update)."""
+    setup = prepare(compose_config("dataset=toy", "depth=3", "epochs=2", "eval_every=4", "log_every=5"))
+    seen, direct = [], {}
+
+    def on_measure(m):
+        seen.append(m)
+        logits = setup.net.infer(setup.split.x_train)
+        direct[m.step] = float(setup.loss.value(logits, setup.split.y_train).double().mean())
+
+    train(setup.net, setup.loss, setup.split, setup.settings, on_measure)
+    losses = [(m.step, value) for m in seen for _, _, name, value in m.rows if name == "train_loss"]
+    assert [step for step, _ in losses] == [0, 4, 8, 12, 16] and [m.step for m in seen if m.epoch_end] == [0, 8, 16]
+    assert sum(name == "test_accuracy" for m in seen for _, _, name, _ in m.rows) == 5
+    for step, value in losses:
+        assert value == pytest.approx(direct[step], rel=1e-6)
+
+
 def test_curvature_every_records_the_sharpness_of_the_network_as_it_stands_at_those_steps():
     """curvature.every=4: a whole-network sharpness row at steps 0, 4, 8, ...; at step 0 it is
     gradlab.curvature.top_eigenvalue of the untrained network on the first curvature.examples training examples."""

@@ -82,6 +82,7 @@ class Config:
     seed: int = 0
     replicas: int = 1  # R > 1: seeds seed..seed+R-1 trained as one batched network
     log_every: int = 5
+    eval_every: int = 0  # the full train and test sets' loss and score every this many steps too; 0: epoch ends only
     clip_grad_norm: float | None = None
     loss: str | None = None
     device: str = "cpu"
@@ -126,7 +127,8 @@ def train_settings(cfg: DictConfig | Config) -> TrainSettings:
     """The training loop's settings from a (validated) config."""
     opt = cfg.optimizer
     return TrainSettings(lr=cfg.lr, momentum=cfg.momentum, clip_grad_norm=cfg.clip_grad_norm, epochs=cfg.epochs,
-                         batch_size=cfg.batch_size, log_every=cfg.log_every, optimizer=opt.name, beta1=opt.beta1,
+                         batch_size=cfg.batch_size, log_every=cfg.log_every, eval_every=cfg.eval_every,
+                         optimizer=opt.name, beta1=opt.beta1,
                          beta2=opt.beta2, eps=opt.eps, jacobian_examples=cfg.jacobian.examples,
                          jacobian_every_epoch=cfg.jacobian.every_epoch, curvature_every=cfg.curvature.every,
                          curvature_examples=cfg.curvature.examples)

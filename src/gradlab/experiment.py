@@ -73,11 +73,11 @@ def prepare(cfg: DictConfig) -> Setup:
     loss = over_steps(loss) if DATASETS[cfg.dataset.name].per_step else loss
     built = NETWORKS[cfg.net].build(cfg, split, loss)
     chance = baseline(cfg.dataset.name)
-    facts = {"net": cfg.net, "loss_in_force": loss_name(cfg), "input_q0": q0,
+    batch = cfg.batch_size or len(split.x_train)  # 0: the whole training set
+    facts = {"net": cfg.net, "loss_in_force": loss_name(cfg), "input_q0": q0, "batch_in_force": batch,
              "baseline_metric": chance.metric, "baseline": chance.value,
              "input_q0_quantiles": input_length_quantiles(split.x_train), **built.facts}
-    settings = dataclasses.replace(train_settings(cfg), jacobian_examples=built.jacobian_examples,
-                                   batch_size=cfg.batch_size or len(split.x_train))  # 0: the whole training set
+    settings = dataclasses.replace(train_settings(cfg), jacobian_examples=built.jacobian_examples, batch_size=batch)
     return Setup(built.net, loss, split, facts, settings)
 
 

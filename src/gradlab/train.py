@@ -38,6 +38,7 @@ class TrainSettings:
     epochs: int = 1
     batch_size: int = 100
     log_every: int = 5
+    eval_every: int = 0  # the full sets' loss and score (closing's rows) every this many steps too; 0: epoch ends only
     optimizer: str = "sgd"  # a key of OPTIMIZERS
     beta1: float = 0.9  # adam
     beta2: float = 0.999  # adam
@@ -194,18 +195,22 @@ def mini_batches(net: Network, split: Split, batch_size: int) -> Iterator[tuple[
 
 
 def measured_step(run: Run, loss: Loss, g: Gradients, y: Tensor, step: int, epoch: int,
-                  settings: TrainSettings, curvature: tuple[Tensor, Tensor] | None = None) -> Step:
+                  settings: TrainSettings, curvature: tuple[Tensor, Tensor] | None = None,
+                  split: Split | None = None) -> Step:
     """A mini-batch's gradients, divergence checked, measured when due (the sharpness on `curvature`'s fixed
-    examples when that is due): the step the optimizer will take."""
+    examples, and the full sets of `split` at eval_every, when those are due): the step the optimizer will take."""
     finite = torch.isfinite(g.batch_loss + g.norm)
     dead = run.mark_diverged(step, finite) if not bool(finite.all()) else []
     updates = step_updates(run.optimizer, g, settings.clip_grad_norm)
     sharp = curvature is not None and step % settings.curvature_every == 0 and not dead
-    if step % settings.log_every == 0 or dead or sharp:
+    full = split is not None and settings.eval_every and step % settings.eval_every == 0 and not dead
+    if step % settings.log_every == 0 or dead or sharp or full:
         rows = step_rows(run.net, loss, g, y, updates)
         if sharp:
             sharpness = torch.tensor(top_eigenvalue(run.net, loss, *curvature), dtype=torch.float64)
             rows = concat(rows, block(whole("sharpness"), [sharpness]))
+        if full:
+            rows = concat(rows, closing(run.net, loss, split, None).rows)
         run.emit(step, epoch, rows, epoch_end=False, replicas=sorted(run.alive() + dead))
     return updates
 
@@ -230,11 +235,12 @@ def train(net: Network, loss: Loss, split: Split, settings: TrainSettings,
         return run.result(0)
     step = 0
     for epoch in range(settings.epochs):
-        for x, y in mini_batches(net, split, settings.batch_size):
+        for batch, (x, y) in enumerate(mini_batches(net, split, settings.batch_size)):
             # g lives until the next step's replaces it: freed at the step's end, its tensors would let glibc return
             # the heap to the OS, and the next step fault it back in (1.2x the step time at width 256)
             g = gradients(net, loss, x, y)
-            updates = measured_step(run, loss, g, y, step, epoch, settings, curvature)
+            evaluated = split if batch else None  # an epoch's first step: the last one's end evaluated this network
+            updates = measured_step(run, loss, g, y, step, epoch, settings, curvature, evaluated)
             if not run.alive():
                 return run.result(step)
             apply(run.optimizer, updates)

@@ -116,6 +116,7 @@ def validate(cfg: DictConfig | Config) -> None:
     _at_least("batch_size", cfg.batch_size, 0)  # 0: the whole training set as one batch (full-batch descent)
     _at_least("epochs", cfg.epochs, 0)
     _at_least("log_every", cfg.log_every, 1)
+    _at_least("eval_every", cfg.eval_every, 0)
     _at_least("replicas", cfg.replicas, 1)
     _at_least("init_gain", cfg.init_gain, 0, strict=True)
     _at_least("bias_std", cfg.bias_std, 0)

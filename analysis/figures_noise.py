@@ -1,0 +1,117 @@
+"""The gradient's noise across examples (gradlab.per_example's rows): figure 7d, signal and noise per layer at init;
+figures 18a and 18b, the GSNR and the noise scale per layer during training; figure 19, McCandlish et al.'s
+batch-size scaling, the steps to a target loss against the batch size beside the measured noise scale.
+
+The noise scale of one batch, B_simple = tr(Sigma) / (||G||^2 - tr(Sigma) / B), is noisy step to step and negative
+where the batch cannot tell the gradient from its noise; McCandlish et al. average numerator and denominator apart,
+over many steps, before dividing (noise_scale_of). Both come from the recorded rows: tr(Sigma) is grad_noise_trace,
+and ||G||^2 - tr(Sigma) / B = tr(Sigma) (gsnr - 1) / B.
+"""
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from analysis.needs import drawn_layers
+from analysis.style import by_series, draw_series, say_empty, series_color
+
+NO_NOISE = "no noise rows: records made before the noise rows were measured, or batch norm (coupled examples)"
+
+
+def complete_profiles(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per-layer rows at the steps where a run has every layer it has at step 0, duplicates dropped: a profile, not
+    the drawn layers that figure 18 reads at every step of the deepest runs."""
+    rows = rows.drop_duplicates(["run", "step", "layer", "name"])
+    layers = rows.groupby(["run", "step", "name"], observed=True).layer.transform("size")
+    at_init = rows[rows.step == 0].groupby(["run", "name"], observed=True).size()
+    full = layers.to_numpy() == at_init.reindex(pd.MultiIndex.from_frame(rows[["run", "name"]])).to_numpy()
+    return rows[full]
+
+
+def signal_and_noise(rows: pd.DataFrame) -> pd.DataFrame:
+    """From each layer's grad_noise_trace and gsnr (and the run's batch_in_force B): `signal`, ||G|| of the
+    batch-mean gradient, and `noise`, sqrt(tr(Sigma) / B), the spread of that mean over batches."""
+    wide = rows.pivot_table(index=["run", "step", "layer"], columns="name", values="value", observed=True)
+    keep = rows.drop_duplicates(["run", "step", "layer"]).set_index(["run", "step", "layer"])
+    keep = keep.drop(columns=["name", "value"]).loc[wide.index]
+    noise = np.sqrt(wide.grad_noise_trace / keep.batch_in_force)
+    long = pd.concat([keep.assign(name="signal", value=noise * np.sqrt(wide.gsnr)),
+                      keep.assign(name="noise", value=noise)])
+    return long.reset_index()
+
+
+def noise_at_init(df: pd.DataFrame, ax: Axes) -> None:
+    """Figure 7d: per layer at step 0, the batch-mean gradient's norm (solid) and its noise across batches
+    (dashed), one color per series: lines that fall together keep the GSNR, their squared ratio."""
+    rows = df[df.step == 0]
+    for series, own in by_series(rows[rows.name == "signal"]):
+        color = series_color(own.activation.iloc[0], own.shade.iloc[0])
+        draw_series(ax, own, "layer", log=True, color=color, linewidth=1.6, label=series)
+        noise = rows[(rows.name == "noise") & (rows.series == own.series.iloc[0])]
+        draw_series(ax, noise, "layer", log=True, color=color, linewidth=1.0, linestyle="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (1 = input side)")
+    ax.set_ylabel("at init: ||G|| (solid),\nsqrt(tr(Sigma) / B) (dashed)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="gray", linewidth=1.6), Line2D([], [], color="gray", linestyle="--")]
+    ax.legend(handles, [*labels, "signal ||G||", "noise of the batch mean"], fontsize="x-small", framealpha=0.8)
+
+
+WINDOWS = 40  # figure 18's points per run: one batch's noise scale is too noisy to draw step by step
+
+
+def windowed(rows: pd.DataFrame, count: int = WINDOWS) -> pd.DataFrame:
+    """Per run and layer (NaN: the whole network), `gsnr` and `noise_scale` over count windows of its measured steps,
+    each from the window's means of tr(Sigma) and of ||G||^2 = gsnr tr(Sigma) / B (McCandlish et al. average
+    numerator and denominator apart), at the window's mean step; rows need batch_in_force (B)."""
+    rows = rows.assign(layer=rows.layer.fillna(0))  # groupby drops NaN keys
+    wide = rows.pivot_table(index=["run", "layer", "step"], columns="name", values="value", observed=True).dropna()
+    if wide.empty:
+        return rows.iloc[:0]
+    labels = rows.drop_duplicates(["run", "layer"]).drop(columns=["name", "value", "step"]).set_index(["run", "layer"])
+    frame = wide.reset_index()
+    batch = frame.run.map(labels.batch_in_force.groupby(level=0).first()).astype(float)
+    last = frame.groupby("run").step.transform("max").clip(lower=1)
+    frame = frame.assign(window=(frame.step / last * (count - 1)).round(), trace=frame.grad_noise_trace,
+                         mean_sq=frame.gsnr * frame.grad_noise_trace / batch, batch=batch)
+    means = frame.groupby(["run", "layer", "window"]).agg(step=("step", "mean"), trace=("trace", "mean"),
+                                                            mean_sq=("mean_sq", "mean"), batch=("batch", "first"))
+    means = means.assign(gsnr=means.batch * means.mean_sq / means.trace,
+                         noise_scale=means.trace / (means.mean_sq - means.trace / means.batch))
+    long = means[["step", "gsnr", "noise_scale"]].reset_index().melt(["run", "layer", "window", "step"],
+                                                                      var_name="name", value_name="value")
+    long = long.join(labels, on=["run", "layer"]).drop(columns="window")
+    return long.assign(layer=long.layer.where(long.layer > 0))
+
+
+def layer_curves(df: pd.DataFrame, ax: Axes, name: str, label: str, guide: float | None) -> None:
+    """Figures 18a, 18b: a noise statistic (windowed) per drawn layer against step (light: input side, dark:
+    output), its positive values on a log scale, with the whole network's dotted in black."""
+    rows = df[(df.name == name) & (df.value > 0) & np.isfinite(df.value)]
+    if rows.empty:
+        say_empty(ax, f"no positive {name} recorded")
+        return
+    depth = int(rows.depth.max())
+    for layer in drawn_layers(depth):
+        color = series_color(rows.activation.iloc[0], layer / depth)
+        draw_series(ax, rows[rows.layer == layer], "step", log=True, color=color, linewidth=1.2)
+    draw_series(ax, rows[rows.layer.isna()], "step", log=True, color="black", linewidth=1.0, linestyle=":")
+    if guide is not None:
+        ax.axhline(guide, color="gray", linestyle="--", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(label)
+    handles = [Line2D([], [], color=series_color("linear", shade), linewidth=1.2) for shade in (1 / depth, 1.0)]
+    ax.legend([*handles, Line2D([], [], color="black", linestyle=":")],
+              ["layer 1 (input side)", f"layer {depth} (output)", "whole network"], fontsize="x-small")
+
+
+def gsnr_curves(df: pd.DataFrame, ax: Axes) -> None:
+    layer_curves(df, ax, "gsnr", "GSNR = B ||G||^2 / tr(Sigma)\n(below the dashed 1: mostly noise)", 1.0)
+
+
+def noise_scale_curves(df: pd.DataFrame, ax: Axes) -> None:
+    layer_curves(df, ax, "noise_scale", "noise scale B_simple\n(windows where positive)", None)
