@@ -16,9 +16,8 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 def test_the_curated_experiments_are_there():
     assert EXPERIMENTS == ["adam_vs_sgd", "bengio1994", "cohen2021", "exploding", "glorot2010", "he2015",
                            "he2016_residual", "hochreiter1997", "ioffe2015_batchnorm", "klambauer2017_selu",
-                           "le2015_irnn", "mccandlish2018", "pascanu2013", "pennington2017", "saxe2014", "schoenholz2017",
-                           "seq_digits",
-                           "vanishing"]
+                           "le2015_irnn", "mccandlish2018", "pascanu2013", "pennington2017", "saxe2014",
+                           "schoenholz2017", "seq_digits", "vanishing"]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
