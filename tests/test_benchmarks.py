@@ -4,6 +4,7 @@ report over 20 copied runs), and the demo sweep beside a busy process, once each
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,10 @@ def test_benchmark_script_runs_at_tiny_size_and_writes_its_table(tmp_path: Path)
     assert [r["measure"] for r in saved["results"]] == measures
     for measure in measures:
         assert measure in result.stdout
+
+
+def test_the_noise_rows_benchmark_times_a_measured_step_with_and_without_them():
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "noise_rows.py"), "--repeats", "2"],
+                            env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert re.match(r"measured step with / without the noise rows: \d\.\d{3} \(quartiles", result.stdout)

@@ -96,15 +96,17 @@ def layer_stats(net: MLP, trace: MLPTrace, back: MLPBackprop, grad_norms: Tensor
     # delta^l = d(mean loss)/dz^l has rows (d loss_b / d z_b) / B, so
     # delta_rms = sqrt(mean_b ||d loss_b / d z_b||^2) = sqrt(B * sum_b ||delta_b||^2): the per-row norms that the
     # noise rows need too.
-    batch = back.deltas[0].shape[-2]
-    delta_sq = per_example.layer_sq_norms(back.deltas)  # (depth, ..., B)
-    delta_sums = delta_sq.sum(-1)  # (depth, ...)
-    streams, inputs = hidden_and_inputs(net, trace, not net.examples_coupled)
+    batch, noisy = back.deltas[0].shape[-2], not net.examples_coupled
+    streams, inputs = hidden_and_inputs(net, trace, noisy)
     noise = []  # the noise rows' terms share this step's one cat and cast to float64
-    if not net.examples_coupled:
+    if noisy:
+        delta_sq = per_example.layer_sq_norms(back.deltas)  # (depth, ..., B)
+        delta_sums = delta_sq.sum(-1)  # (depth, ...)
         input_sq = None if inputs is None else torch.linalg.vector_norm(inputs, dim=-1).square()
         sums = per_example.mlp_example_sums(net, trace, back, input_sq, delta_sq, delta_sums)
         noise = per_example.noise_terms(sums, grad_norms)
+    else:  # batch norm: no noise rows to share per-row norms with, so one norm per delta (fewer kernels)
+        delta_sums = tensor_norms(back.deltas, net.batched).square()
     norms = torch.cat([grad_norms[weights], grad_norms[biases], tensor_norms(net.weights, net.batched),
                        updates.norms(weights, net.batched), delta_sums, *noise]).double()
     grad_norm, bias_grad_norm, weight_norm, update_norm, delta_sum = norms[: 5 * depth].reshape(5, depth, -1)
