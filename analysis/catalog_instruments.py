@@ -36,8 +36,8 @@ def figure_7d(inputs: Inputs) -> Figure:
 
 def figure_18(inputs: Inputs, draw: Callable[[pd.DataFrame, Axes], None]) -> Figure:
     """Figure 18a or 18b: the noise rows of the deepest runs' drawn layers, and the whole network's."""
-    rows = deepest_configs(inputs.metrics, needs.NOISE_ROWS)
-    rows = figures_noise.windowed(rows.assign(batch_in_force=rows.run.map(batch_in_force(inputs))))
+    rows = deepest_configs(inputs.metrics, [needs.GSNR])
+    rows = figures_noise.over_training(rows.assign(batch_in_force=rows.run.map(batch_in_force(inputs))))
     if rows.empty:
         return no_data(figures_noise.NO_NOISE)
     return facet_wrap(rows, draw, by="panel", title=deepest_title)

@@ -16,12 +16,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from analysis.figures_noise import windowed
 from analysis.style import say_empty
 
 SWEPT = ("batch_size", "lr", "seed")  # what may differ within a group
 MIN_BATCH_SIZES = 3
-WINDOWS = 12  # the second panel's points per run
 NO_BATCH_SWEEP = "no batch-size sweep: figure 19 needs runs at 3 or more batch sizes that reach a common training loss"
 
 
@@ -110,21 +108,21 @@ def steps_against_batch(fit: Scaling | None, ax: Axes) -> None:
 
 
 def noise_scale_over_training(fit: Scaling | None, noise: pd.DataFrame, ax: Axes) -> None:
-    """Figure 19's second panel: B_simple over windows of steps (figures_noise.windowed) in each batch size's best
-    run, light to dark as B grows: the noise scale grows as the loss falls."""
+    """Figure 19's second panel: B_simple over windows of steps in each batch size's best run, light to dark as B
+    grows: the noise scale grows as the loss falls."""
     if fit is None:
         say_empty(ax, NO_BATCH_SWEEP)
         return
     colors = matplotlib.colormaps["viridis"]
-    for index, row in enumerate(fit.steps.itertuples()):
-        own = windowed(noise[noise.run == row.run].assign(batch_in_force=row.batch), count=WINDOWS)
-        own = own[own.name == "noise_scale"]
-        ax.plot(own.step, own.value.where(own.value > 0), "o-", color=colors(0.85 * index / max(1, len(fit.steps) - 1)),
+    for index, row in enumerate(fit.steps.itertuples()):  # the windows the report reads (records.noise_windows)
+        own = noise[(noise.run == row.run) & (noise.name == "gsnr")].sort_values("step")
+        scale = row.batch / (own.value - 1)
+        ax.plot(own.step, scale.where(scale > 0), "o-", color=colors(0.85 * index / max(1, len(fit.steps) - 1)),
                 markersize=3, linewidth=1.2, label=f"B = {row.batch:.0f}")
     ax.set_xscale("symlog", linthresh=10)
     ax.set_yscale("log")
     ax.set_xlabel("training step")
-    ax.set_ylabel(f"B_simple over {WINDOWS} windows of steps\n(best lr of each batch size)")
+    ax.set_ylabel("B_simple over windows of steps\n(best lr of each batch size)")
     ax.legend(fontsize="xx-small", framealpha=0.8, ncol=2)
 
 

@@ -4,8 +4,8 @@ batch-size scaling, the steps to a target loss against the batch size beside the
 
 The noise scale of one batch, B_simple = tr(Sigma) / (||G||^2 - tr(Sigma) / B), is noisy step to step and negative
 where the batch cannot tell the gradient from its noise; McCandlish et al. average numerator and denominator apart,
-over many steps, before dividing (noise_scale_of). Both come from the recorded rows: tr(Sigma) is grad_noise_trace,
-and ||G||^2 - tr(Sigma) / B = tr(Sigma) (gsnr - 1) / B.
+over many steps, before dividing. The report reads the noise rows over windows of each run's steps so
+(analysis.records.noise_windows): a window's gsnr is B mean ||G||^2 / mean tr(Sigma), its B_simple B / (gsnr - 1).
 """
 
 import numpy as np
@@ -60,36 +60,18 @@ def noise_at_init(df: pd.DataFrame, ax: Axes) -> None:
     ax.legend(handles, [*labels, "signal ||G||", "noise of the batch mean"], fontsize="x-small", framealpha=0.8)
 
 
-WINDOWS = 40  # figure 18's points per run: one batch's noise scale is too noisy to draw step by step
-
-
-def windowed(rows: pd.DataFrame, count: int = WINDOWS) -> pd.DataFrame:
-    """Per run and layer (NaN: the whole network), `gsnr` and `noise_scale` over count windows of its measured steps,
-    each from the window's means of tr(Sigma) and of ||G||^2 = gsnr tr(Sigma) / B (McCandlish et al. average
-    numerator and denominator apart), at the window's mean step; rows need batch_in_force (B)."""
-    rows = rows.assign(layer=rows.layer.fillna(0))  # groupby drops NaN keys
-    wide = rows.pivot_table(index=["run", "layer", "step"], columns="name", values="value", observed=True).dropna()
-    if wide.empty:
-        return rows.iloc[:0]
-    labels = rows.drop_duplicates(["run", "layer"]).drop(columns=["name", "value", "step"]).set_index(["run", "layer"])
-    frame = wide.reset_index()
-    batch = frame.run.map(labels.batch_in_force.groupby(level=0).first()).astype(float)
-    last = frame.groupby("run").step.transform("max").clip(lower=1)
-    frame = frame.assign(window=(frame.step / last * (count - 1)).round(), trace=frame.grad_noise_trace,
-                         mean_sq=frame.gsnr * frame.grad_noise_trace / batch, batch=batch)
-    means = frame.groupby(["run", "layer", "window"]).agg(step=("step", "mean"), trace=("trace", "mean"),
-                                                            mean_sq=("mean_sq", "mean"), batch=("batch", "first"))
-    means = means.assign(gsnr=means.batch * means.mean_sq / means.trace,
-                         noise_scale=means.trace / (means.mean_sq - means.trace / means.batch))
-    long = means[["step", "gsnr", "noise_scale"]].reset_index().melt(["run", "layer", "window", "step"],
-                                                                      var_name="name", value_name="value")
-    long = long.join(labels, on=["run", "layer"]).drop(columns="window")
-    return long.assign(layer=long.layer.where(long.layer > 0))
+def over_training(rows: pd.DataFrame) -> pd.DataFrame:
+    """Figures 18a, 18b's rows from gsnr rows with their run's batch_in_force (B): `gsnr` as read (over windows of
+    steps, analysis.records.noise_windows: a ratio of averages) and `noise_scale` = B / (gsnr - 1), the window's
+    B_simple = mean tr(Sigma) / (mean ||G||^2 - mean tr(Sigma) / B)."""
+    gsnr = rows[rows.name == "gsnr"]
+    scale = gsnr.assign(name="noise_scale", value=gsnr.batch_in_force.astype(float) / (gsnr.value - 1))
+    return pd.concat([gsnr, scale], ignore_index=True)
 
 
 def layer_curves(df: pd.DataFrame, ax: Axes, name: str, label: str, guide: float | None) -> None:
-    """Figures 18a, 18b: a noise statistic (windowed) per drawn layer against step (light: input side, dark:
-    output), its positive values on a log scale, with the whole network's dotted in black."""
+    """Figures 18a, 18b: a noise statistic (over windows of steps) per drawn layer against step (light: input side,
+    dark: output), its positive values on a log scale, with the whole network's dotted in black."""
     rows = df[(df.name == name) & (df.value > 0) & np.isfinite(df.value)]
     if rows.empty:
         say_empty(ax, f"no positive {name} recorded")

@@ -133,7 +133,7 @@ def drawn(axes: np.ndarray) -> list[Axes]:
 def series_labels(df: pd.DataFrame) -> set[str]:
     """The labels a figure gives its series (style.by_series): first in the legends."""
     column = "line" if "line" in df else "series" if "series" in df else None
-    return set(df[column].astype(str).unique()) if column else set()
+    return {str(label) for label in df[column].unique()} if column else set()  # not astype(str) of every row
 
 
 def finish(fig: Figure, axes: np.ndarray, share: bool, series: set[str]) -> None:

@@ -39,10 +39,9 @@ READ_SCHEMA = with_time(METRICS_SCHEMA)
 
 CHUNK = 250  # jobs per scan: a few thousand rows each, so a chunk's rows stay in the tens of MB
 AT_STEP_0 = [*needs.AT_INIT, *needs.PROFILES]  # step 0: the profiles' start too
-DRAWN_OF_DEEPEST = [needs.UPDATE_RATIO, *needs.NOISE_ROWS]  # every step of the deepest runs, at drawn layers
-DEEPEST = [needs.GRAD_NORM, *DRAWN_OF_DEEPEST]  # every step of the deepest runs
+DEEPEST = [needs.GRAD_NORM, needs.UPDATE_RATIO, *needs.NOISE_ROWS]  # every step of the deepest runs
 METRIC_COLUMNS = ["replica", "step", "epoch", "layer", "time", "name", "value"]
-NAMES = list(dict.fromkeys([*AT_STEP_0, *needs.EVERY_STEP, *DRAWN_OF_DEEPEST, *needs.NOISE_ROWS]))  # all read
+NAMES = list(dict.fromkeys([*AT_STEP_0, *needs.EVERY_STEP, needs.UPDATE_RATIO, *needs.NOISE_ROWS]))  # all read
 SPECTRUM_COLUMNS = ["replica", "singular_value", "log_singular_value"]  # J's singular values at step 0: figure 10
 ON_TIME_AXIS = pc.field("name").isin(needs.TIME_EVERY_STEP) & pc.field("time").is_valid()  # a sequence's steps
 WHOLE = ~pc.field("layer").is_valid() & ~pc.field("time").is_valid()  # a whole-network row
@@ -146,14 +145,46 @@ def reduce_chunk(rows: pa.Table, runs_per_job: np.ndarray, group: np.ndarray,
     at_init = pc.and_(pc.equal(step, 0), pc.is_in(name, pa.array(AT_STEP_0)))
     keep = pc.or_(pc.is_in(name, pa.array(needs.EVERY_STEP)), at_init)
     keep = pc.or_(keep, pc.and_(pc.is_in(name, pa.array(needs.TIME_EVERY_STEP)), pc.is_valid(rows["time"])))
-    whole = pc.and_(pc.is_null(rows["layer"]), pc.is_null(rows["time"]))
-    keep = pc.or_(keep, pc.and_(pc.is_in(name, pa.array(needs.NOISE_ROWS)), whole))
     layers = pa.array(deepest_layers or [], pa.int64())
-    keep = pc.or_(keep, pc.and_(pc.is_in(name, pa.array(DRAWN_OF_DEEPEST)), pc.is_in(rows["layer"], layers)))
+    keep = pc.or_(keep, pc.and_(pc.equal(name, needs.UPDATE_RATIO), pc.is_in(rows["layer"], layers)))
+    whole = pc.and_(pc.is_null(rows["layer"]), pc.is_null(rows["time"]))
+    noisy = pc.and_(pc.is_in(name, pa.array(needs.NOISE_ROWS)), pc.or_(whole, pc.is_in(rows["layer"], layers)))
     of_layers = pc.and_(pc.equal(name, needs.GRAD_NORM), pc.is_null(rows["time"]))  # not a sequence's time steps
     grad_norm = rows.filter(of_layers) if deepest_layers is not None else rows.slice(0, 0)
     profiles = last_complete_rows(rows.filter(pc.is_in(name, pa.array(needs.PROFILES))))
-    return pa.concat_tables([rows.filter(keep), profiles.select(rows.column_names)]), heatmap_sums(grad_norm, group)
+    noise = noise_windows(rows.filter(noisy)).select(rows.column_names)
+    return (pa.concat_tables([rows.filter(keep), profiles.select(rows.column_names), noise]),
+            heatmap_sums(grad_norm, group))
+
+
+NOISE_WINDOWS = 16  # windows of a run's steps for its noise rows: bounded rows however long it ran
+
+
+def noise_windows(rows: pa.Table) -> pa.Table:
+    """The noise rows (needs.NOISE_ROWS: tr(Sigma) and the GSNR) of each job, replica and layer (null: the whole
+    network) over NOISE_WINDOWS windows of its steps, each at the window's last step: `grad_noise_trace` the mean
+    tr(Sigma), `gsnr` the ratio of averages mean(gsnr tr(Sigma)) / mean(tr(Sigma)), i.e. B mean ||G||^2 / mean
+    tr(Sigma) (McCandlish et al. average numerator and denominator apart). A window of one step keeps its values."""
+    if not rows.num_rows:
+        return rows
+    frame = rows.select(["job", "replica", "step", "epoch", "layer", "name", "value"]).to_pandas()
+    frame["layer"] = frame.layer.fillna(-1).astype(np.int64)  # groupby drops null keys
+    keys = ["job", "replica", "layer", "step"]
+    trace, gsnr = (frame[frame.name == name].drop(columns="name") for name in needs.NOISE_ROWS)
+    wide = trace.merge(gsnr.drop(columns="epoch"), on=keys, suffixes=("_trace", "_gsnr")).dropna()
+    last = wide.groupby(["job", "replica"]).step.transform("max").clip(lower=1)
+    wide = wide.assign(window=(wide.step / last * (NOISE_WINDOWS - 1)).round(),
+                       signal=wide.value_gsnr * wide.value_trace)
+    means = wide.groupby(["job", "replica", "layer", "window"]).agg(
+        step=("step", "max"), epoch=("epoch", "max"), trace=("value_trace", "mean"), signal=("signal", "mean"))
+    means = means.reset_index()
+    long = pd.concat([means.assign(name=name, value=value) for name, value in
+                      zip(needs.NOISE_ROWS, [means.trace, means.signal / means.trace], strict=True)])
+    layer = long.layer.where(long.layer >= 0).astype("Int64")
+    return pa.table({"job": pa.array(long.job, pa.int32()), "replica": pa.array(long.replica, pa.int64()),
+                     "step": pa.array(long.step, pa.int64()), "epoch": pa.array(long.epoch, pa.int64()),
+                     "layer": pa.array(layer, pa.int64()), "time": pa.nulls(len(long), pa.int64()),
+                     "name": pa.array(long.name, pa.string()), "value": pa.array(long.value, pa.float64())})
 
 
 def as_frame(rows: pa.Table, first_run: np.ndarray) -> pd.DataFrame:

@@ -68,8 +68,9 @@ def analyse(sweeps: list[Path], progress: bool | None = None) -> tuple[Inputs, p
     runs["chance_loss"] = [chance_loss(run) for run in runs.itertuples(index=False)]
     runs = with_jacobian_at_init(runs, sweep.metrics)
     runs = with_time_factors(runs, time_rows(sweep.metrics, [STATE_GRAD_RMS]))
-    metrics = concat_rows(sweep.metrics, predicted_profiles(runs, layers))
-    metrics = concat_rows(metrics, predicted_time_profiles(runs, time_rows(sweep.metrics, [STATE_GRAD_RMS])))
+    predicted = concat_rows(predicted_profiles(runs, layers),
+                            predicted_time_profiles(runs, time_rows(sweep.metrics, [STATE_GRAD_RMS])))
+    metrics = concat_rows(sweep.metrics, predicted)  # one copy of the measured rows, the largest frame
     by_layer = layer_runs(runs)
     inputs = Inputs(runs, metrics, ratio_rows(by_layer, depth_curves(by_layer)), sweep.config_keys, sweep.spectra,
                     trainability_rows(runs, sweep.config_keys), sweep.heatmap)
