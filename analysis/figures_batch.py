@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from analysis.needs import MIN_BATCH_SIZES
 from analysis.style import say_empty
 
 SWEPT = ("batch_size", "lr", "seed")  # what may differ within a group
-MIN_BATCH_SIZES = 3
 NO_BATCH_SWEEP = "no batch-size sweep: figure 19 needs runs at 3 or more batch sizes that reach a common training loss"
 
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from analysis.families import family, layer_axis_time, layer_rows, whole_network_rows
 from analysis.jobs import BrokenJob, find_jobs, job_runs
-from analysis.needs import DELTA_RMS, GRAD_NORM, LOSSES, drawn_layers
+from analysis.needs import DELTA_RMS, GRAD_NORM, LOSSES, MIN_BATCH_SIZES, drawn_layers
 from analysis.records import Records, read_metrics, read_spectra, record_files
 from analysis.series import LABELS, label_series, setting_keys, swept_keys
 
@@ -105,12 +105,18 @@ def read_rows(jobs: list[JobRuns], progress: bool | None) -> tuple[list[JobRuns]
                   for job, group in zip(jobs, config_groups(jobs, keys), strict=True)]
         with tqdm(total=len(jobs), desc="reading records", unit="job", disable=tqdm_disable(progress)) as bar:
             records = read_metrics([record_files(job.job_dir / "metrics.parquet") for job in jobs],
-                                   [len(job.rows) for job in jobs], groups, drawn_layers(deepest), bar.update)
+                                   [len(job.rows) for job in jobs], groups, drawn_layers(deepest), bar.update,
+                                   whole_noise=batch_sweep(jobs))
         broken = {jobs[index].job_dir: f"metrics.parquet is unreadable ({message})"
                   for index, message in records.unreadable.items()}
         if deepest_depth([job for job in jobs if job.job_dir not in broken]) == deepest:
             return jobs, records, broken
         jobs = [job for job in jobs if job.job_dir not in broken]
+
+
+def batch_sweep(jobs: list[JobRuns]) -> bool:
+    """Whether the jobs train at MIN_BATCH_SIZES batch sizes or more (figure 19: every run's noise rows are read)."""
+    return len({row.get("batch_in_force") for job in jobs for row in job.rows} - {None}) >= MIN_BATCH_SIZES
 
 
 def renumbered(metrics: pd.DataFrame, scanned: list[int], kept: list[int]) -> pd.DataFrame:

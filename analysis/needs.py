@@ -21,11 +21,13 @@ JACOBIAN_CURVES = ["jac_log_sv_mean", "jac_isometry"]  # every step: figure 11
 SHARPNESS = "sharpness"  # every step where measured (curvature.every): figure 17
 JACOBIAN_AT_INIT = ["jac_isometry", "jac_log_sv_std"]  # at init: the findings' J columns (analysis.isometry)
 UPDATE_RATIO = "update_ratio"  # every step of the deepest runs, at drawn_layers: figure 8
-NOISE_ROWS = [GRAD_NOISE_TRACE, GSNR]  # every step: of the deepest runs at drawn_layers (figures 18a and 18b), and
-# of every run's whole network (figures 18 and 19); both statistics over windows come from these two (figures_noise)
+NOISE_ROWS = [GRAD_NOISE_TRACE, GSNR]  # every step, over windows (analysis.records.noise_windows): of the deepest
+# runs at drawn_layers and whole (figures 18a and 18b), and of every run's whole network in a batch sweep (figure 19)
 STATE_GRAD_RMS = "state_grad_rms"  # at init, per time step: figure 14, the per-step factor, the theory's anchor
 TIME_EVERY_STEP = [GRAD_NORM]  # every step, per time step (rows with a time): figure 15
 
+MIN_BATCH_SIZES = 3  # figure 19 is drawn for a sweep over this many batch sizes, which alone reads every run's
+# whole-network noise rows (the others only the deepest runs', for figure 18)
 AT_INIT = [DELTA_RMS, GRAD_NORM, *JACOBIAN_AT_INIT, STATE_GRAD_RMS, GRAD_NOISE_TRACE]  # tr(Sigma): figure 7d
 PROFILES = [SATURATION, ACT_STD, GSNR, *SIGNAL]
 EVERY_STEP = [*LOSSES, TRAIN_LOSS, *JACOBIAN_CURVES, SHARPNESS]

@@ -133,11 +133,12 @@ def heatmap_sums(grad_norm: pa.Table, group: np.ndarray) -> pd.DataFrame:
 
 
 def reduce_chunk(rows: pa.Table, runs_per_job: np.ndarray, group: np.ndarray,
-                 deepest_layers: list[int] | None) -> tuple[pa.Table, pd.DataFrame]:
+                 deepest_layers: list[int] | None, whole_noise: bool = True) -> tuple[pa.Table, pd.DataFrame]:
     """A chunk's scanned rows -> the rows the figures read, and the heatmap's sums; deepest_layers: the layers of
     update_ratio and the noise rows figures 8 and 18 draw when the chunk holds the deepest jobs, else None (and no
     heatmap sums). Rows of a replica the job did not train are dropped. A recurrent network's grad_norm per time
-    step is kept at every step (figure 15): T rows per logged step of each such job."""
+    step is kept at every step (figure 15): T rows per logged step of each such job. The whole network's noise rows
+    are kept for the deepest jobs, and for the others where whole_noise (a sweep over batch sizes: figure 19)."""
     rows = rows.set_column(1, "replica", pc.fill_null(rows["replica"], 0))  # records from before replicas
     replica = rows["replica"].to_numpy()
     rows = rows.filter(pa.array((replica >= 0) & (replica < runs_per_job[rows["job"].to_numpy()])))
@@ -148,21 +149,27 @@ def reduce_chunk(rows: pa.Table, runs_per_job: np.ndarray, group: np.ndarray,
     layers = pa.array(deepest_layers or [], pa.int64())
     keep = pc.or_(keep, pc.and_(pc.equal(name, needs.UPDATE_RATIO), pc.is_in(rows["layer"], layers)))
     whole = pc.and_(pc.is_null(rows["layer"]), pc.is_null(rows["time"]))
-    noisy = pc.and_(pc.is_in(name, pa.array(needs.NOISE_ROWS)), pc.or_(whole, pc.is_in(rows["layer"], layers)))
+    noisy = pc.is_in(name, pa.array(needs.NOISE_ROWS))
     of_layers = pc.and_(pc.equal(name, needs.GRAD_NORM), pc.is_null(rows["time"]))  # not a sequence's time steps
     grad_norm = rows.filter(of_layers) if deepest_layers is not None else rows.slice(0, 0)
     profiles = last_complete_rows(rows.filter(pc.is_in(name, pa.array(needs.PROFILES))))
-    noise = noise_windows(rows.filter(noisy)).select(rows.column_names)
-    return (pa.concat_tables([rows.filter(keep), profiles.select(rows.column_names), noise]),
+    drawn = pc.and_(noisy, pc.is_in(rows["layer"], layers))
+    whole = whole if whole_noise or deepest_layers is not None else pc.and_(whole, False)
+    noise = [noise_windows(rows.filter(pc.and_(noisy, whole)), WHOLE_WINDOWS).select(rows.column_names),
+             noise_windows(rows.filter(drawn), LAYER_WINDOWS).select(rows.column_names)]
+    return (pa.concat_tables([rows.filter(keep), profiles.select(rows.column_names), *noise]),
             heatmap_sums(grad_norm, group))
 
 
-NOISE_WINDOWS = 16  # windows of a run's steps for its noise rows: bounded rows however long it ran
+# windows of a run's steps for its noise rows, so that they are bounded however long it ran: the whole network's
+# finely (figure 19 averages them up to the step a target is reached), the drawn layers' coarsely (figure 18)
+WHOLE_WINDOWS, LAYER_WINDOWS = 256, 16
 
 
-def noise_windows(rows: pa.Table) -> pa.Table:
+def noise_windows(rows: pa.Table, count: int) -> pa.Table:
     """The noise rows (needs.NOISE_ROWS: tr(Sigma) and the GSNR) of each job, replica and layer (null: the whole
-    network) over NOISE_WINDOWS windows of its steps, each at the window's last step: `grad_noise_trace` the mean
+    network) over `count` windows of as many measured steps each (the last may hold fewer), each at the window's last
+    step: `grad_noise_trace` the mean
     tr(Sigma), `gsnr` the ratio of averages mean(gsnr tr(Sigma)) / mean(tr(Sigma)), i.e. B mean ||G||^2 / mean
     tr(Sigma) (McCandlish et al. average numerator and denominator apart). A window of one step keeps its values."""
     if not rows.num_rows:
@@ -172,9 +179,10 @@ def noise_windows(rows: pa.Table) -> pa.Table:
     keys = ["job", "replica", "layer", "step"]
     trace, gsnr = (frame[frame.name == name].drop(columns="name") for name in needs.NOISE_ROWS)
     wide = trace.merge(gsnr.drop(columns="epoch"), on=keys, suffixes=("_trace", "_gsnr")).dropna()
-    last = wide.groupby(["job", "replica"]).step.transform("max").clip(lower=1)
-    wide = wide.assign(window=(wide.step / last * (NOISE_WINDOWS - 1)).round(),
-                       signal=wide.value_gsnr * wide.value_trace)
+    wide = wide.sort_values(keys)
+    runs = wide.groupby(["job", "replica", "layer"])
+    per_window = np.ceil(runs.step.transform("size") / count)  # steps a window: all alike but the last one's
+    wide = wide.assign(window=runs.cumcount() // per_window, signal=wide.value_gsnr * wide.value_trace)
     means = wide.groupby(["job", "replica", "layer", "window"]).agg(
         step=("step", "max"), epoch=("epoch", "max"), trace=("value_trace", "mean"), signal=("signal", "mean"))
     means = means.reset_index()
@@ -204,7 +212,7 @@ def as_frame(rows: pa.Table, first_run: np.ndarray) -> pd.DataFrame:
 
 
 def read_metrics(files: list[list[str]], runs_per_job: list[int], group: list[int], deepest_layers: list[int],
-                 advance: Callable[[int], object] = lambda n: None) -> Records:
+                 advance: Callable[[int], object] = lambda n: None, whole_noise: bool = True) -> Records:
     """The rows the report reads from every job's metrics files, each with its run (the jobs' runs numbered in
     order): the NEEDED rows, each profile's last complete step and, for the deepest jobs (group >= 0: their
     configuration), update_ratio and the layers' noise rows at deepest_layers and the sums of the heatmap of
@@ -221,7 +229,7 @@ def read_metrics(files: list[list[str]], runs_per_job: list[int], group: list[in
                 continue
             rows, broken = scan(chunk, READ_SCHEMA, METRIC_COLUMNS, NEEDED_OF_DEEPEST if of_deepest else NEEDED)
             unreadable.update(broken)
-            rows, sums = reduce_chunk(rows, runs, groups, deepest_layers if of_deepest else None)
+            rows, sums = reduce_chunk(rows, runs, groups, deepest_layers if of_deepest else None, whole_noise)
             kept.append(rows)
             heatmap.append(sums)
         metrics.append(as_frame(pa.concat_tables(kept) if kept else empty_metrics(), first_run))
