@@ -20,6 +20,7 @@ from analysis.needs import MIN_BATCH_SIZES
 from analysis.style import say_empty
 
 SWEPT = ("batch_size", "lr", "seed")  # what may differ within a group
+PANEL_WINDOWS = 12  # the second panel's points per run: the read windows (records.noise_windows) pooled
 NO_BATCH_SWEEP = "no batch-size sweep: figure 19 needs runs at 3 or more batch sizes that reach a common training loss"
 
 
@@ -114,11 +115,14 @@ def noise_scale_over_training(fit: Scaling | None, noise: pd.DataFrame, ax: Axes
         say_empty(ax, NO_BATCH_SWEEP)
         return
     colors = matplotlib.colormaps["viridis"]
-    for index, row in enumerate(fit.steps.itertuples()):  # the windows the report reads (records.noise_windows)
-        own = noise[(noise.run == row.run) & (noise.name == "gsnr")].sort_values("step")
-        scale = row.batch / (own.value - 1)
-        ax.plot(own.step, scale.where(scale > 0), "o-", color=colors(0.85 * index / max(1, len(fit.steps) - 1)),
-                markersize=3, linewidth=1.2, label=f"B = {row.batch:.0f}")
+    for index, row in enumerate(fit.steps.itertuples()):
+        own = noise[noise.run == row.run]
+        edges = np.geomspace(1, own.step.max() + 2, PANEL_WINDOWS + 1)  # the read windows pooled, even in log step
+        chunk = np.searchsorted(edges, own.step + 1, side="right")
+        x = [own.step[chunk == c].max() for c in np.unique(chunk)]
+        y = [noise_scale_of(own[chunk == c], row.batch) for c in np.unique(chunk)]
+        ax.plot(x, np.where(np.array(y) > 0, y, np.nan), "o-", markersize=3, linewidth=1.2,
+                color=colors(0.85 * index / max(1, len(fit.steps) - 1)), label=f"B = {row.batch:.0f}")
     ax.set_xscale("symlog", linthresh=10)
     ax.set_yscale("log")
     ax.set_xlabel("training step")
