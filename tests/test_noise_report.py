@@ -73,3 +73,35 @@ def test_figure_17_draws_the_sharpness_with_each_runs_edge_of_stability_and_only
         assert own.edge.tolist() == pytest.approx([(2 + 2 * 0.5) / lrs[run]] * len(own))
     without = inputs._replace(metrics=inputs.metrics[inputs.metrics.name != "sharpness"])
     assert "17_sharpness" not in [spec.name for spec in catalog.drawn_figures(without)]
+
+
+def test_the_report_reads_a_runs_noise_rows_over_windows_of_equal_steps_with_numerator_and_denominator_apart():
+    """40 measured steps into 16 windows: windows of 3 steps (the last of 1), each at its last step, with the mean
+    tr(Sigma) and the GSNR mean(gsnr tr(Sigma)) / mean(tr(Sigma)) of its steps; a layer of its own, and the whole
+    network (null layer) apart."""
+    import pyarrow as pa
+
+    from analysis.records import noise_windows
+
+    gen = np.random.default_rng(0)
+    steps = np.arange(0, 400, 10)
+    trace, gsnr = gen.uniform(1, 2, 40), gen.uniform(0.5, 5, 40)
+    rows = []
+    for layer in (3, None):
+        for name, values in (("grad_noise_trace", trace), ("gsnr", gsnr)):
+            rows += [{"job": 0, "replica": 0, "step": int(s), "epoch": int(s) // 100, "layer": layer, "time": None,
+                      "name": name, "value": float(v)} for s, v in zip(steps, values, strict=True)]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([("job", pa.int32()), ("replica", pa.int64()),
+                                                          ("step", pa.int64()), ("epoch", pa.int64()),
+                                                          ("layer", pa.int64()), ("time", pa.int64()),
+                                                          ("name", pa.string()), ("value", pa.float64())]))
+    windows = noise_windows(table, 16).to_pandas()
+    for layer_is_null in (False, True):
+        own = windows[windows.layer.isna() == layer_is_null]
+        traces = own[own.name == "grad_noise_trace"].sort_values("step")
+        ratios = own[own.name == "gsnr"].sort_values("step")
+        assert traces.step.tolist() == [*steps[2::3].tolist(), 390] and len(ratios) == 14
+        for index, (start, end) in enumerate([(i, i + 3) for i in range(0, 39, 3)] + [(39, 40)]):
+            assert traces.value.iloc[index] == pytest.approx(trace[start:end].mean())
+            expected = (gsnr[start:end] * trace[start:end]).mean() / trace[start:end].mean()
+            assert ratios.value.iloc[index] == pytest.approx(expected)
