@@ -106,6 +106,7 @@ def noise_terms(example_sums: list[Tensor], grad_norms: Tensor) -> list[Tensor]:
 
 @functools.cache
 def constant_one(replicas: torch.Size, device: torch.device) -> Tensor:
+    """noise_terms' 1, shaped like one parameter's row of values: (1,), or (1, R) with replicas."""
     return torch.ones((1, *replicas), device=device)
 
 
@@ -146,9 +147,8 @@ def noise_map(roles: tuple, batch: int, device: torch.device) -> tuple[list, Ten
     """noise_rows' keys (each name for the layers the roles name, in order, then None: the whole network); its
     numerators and denominators as one linear map, (8G, 2P + 1), of noise_terms: each parameter's sum_b ||g_b / B||^2,
     then each ||G||^2, then a constant 1; and the power each ratio is raised to (1, and 1/2 for the norm test),
-    (4G, 1). Per layer, with
-    tr(Sigma) = (B^2 sum - B ||G||^2) / (B - 1) and N = tr(Sigma) / B: tr(Sigma) / 1, ||G||^2 / N,
-    tr(Sigma) / (||G||^2 - N), N / ||G||^2 (the norm test, squared)."""
+    (4G, 1). Per layer, with tr(Sigma) = (B^2 sum - B ||G||^2) / (B - 1) and N = tr(Sigma) / B, the ratios are
+    tr(Sigma) / 1, ||G||^2 / N, tr(Sigma) / (||G||^2 - N) and N / ||G||^2 (the norm test, squared)."""
     layers = sorted({role.layer for role in roles if role.layer is not None})
     members = torch.tensor([[float(role.layer == layer) for layer in layers] + [1.0] for role in roles],
                            dtype=torch.float64).T  # (G, P)

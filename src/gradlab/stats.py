@@ -129,8 +129,7 @@ def hidden_and_inputs(net: MLP, trace: MLPTrace, inputs_wanted: bool
     (depth, ..., B, n), where that comes with them: a plain net (its inputs are x and the h^l) whose x has the hidden
     layers' shape. One stack for both, since a measured step pays for each kernel."""
     hidden, x = net.hidden_outputs(trace), trace.layers[0].affine.h
-    shared = net.architecture.outputs_phi and hidden and len({x.shape, *(h.shape for h in hidden)}) == 1
-    if inputs_wanted and shared:
+    if inputs_wanted and net.architecture.outputs_phi and hidden and len({x.shape, *(h.shape for h in hidden)}) == 1:
         inputs = torch.stack([x, *hidden])
         return [(list(range(1, net.depth)), inputs[1:])], inputs
     return shape_groups(list(range(1, net.depth)), hidden), None
