@@ -1,6 +1,6 @@
-"""The gradient's noise across examples (gradlab.per_example's rows): figure 7d, signal and noise per layer at init;
-figures 18a and 18b, the GSNR and the noise scale per layer during training; figure 19, McCandlish et al.'s
-batch-size scaling, the steps to a target loss against the batch size beside the measured noise scale.
+"""The gradient's noise across examples (gradlab.per_example's rows): figure 7c's complete profiles, figure 7d, signal
+and noise per layer at init, and figures 18a and 18b, the GSNR and the noise scale per layer during training (figure
+19, the batch-size scaling, is analysis.figures_batch).
 
 The noise scale of one batch, B_simple = tr(Sigma) / (||G||^2 - tr(Sigma) / B), is noisy step to step and negative
 where the batch cannot tell the gradient from its noise; McCandlish et al. average numerator and denominator apart,
