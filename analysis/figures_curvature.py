@@ -6,9 +6,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
+from analysis.needs import SHARPNESS
 from analysis.style import THEORY_DASHES, by_series, draw_series, series_color
-
-SHARPNESS = "sharpness"
 
 
 def edge_of_stability(optimizer: str, lr: float, momentum: float) -> float | None:

@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from analysis.needs import drawn_layers
+from analysis.figures_training import drawn_layer_curves
 from analysis.style import by_series, draw_series, say_empty, series_color
 
 NO_NOISE = "no noise rows: records made before the noise rows were measured, or batch norm (coupled examples)"
@@ -70,25 +70,13 @@ def over_training(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def layer_curves(df: pd.DataFrame, ax: Axes, name: str, label: str, guide: float | None) -> None:
-    """Figures 18a, 18b: a noise statistic (over windows of steps) per drawn layer against step (light: input side,
-    dark: output), its positive values on a log scale, with the whole network's dotted in black."""
+    """Figures 18a, 18b: a noise statistic (over windows of steps) per drawn layer against step, its positive values
+    on a log scale, with the whole network's dotted in black (figures_training.drawn_layer_curves)."""
     rows = df[(df.name == name) & (df.value > 0) & np.isfinite(df.value)]
     if rows.empty:
         say_empty(ax, f"no positive {name} recorded")
         return
-    depth = int(rows.depth.max())
-    for layer in drawn_layers(depth):
-        color = series_color(rows.activation.iloc[0], layer / depth)
-        draw_series(ax, rows[rows.layer == layer], "step", log=True, color=color, linewidth=1.2)
-    draw_series(ax, rows[rows.layer.isna()], "step", log=True, color="black", linewidth=1.0, linestyle=":")
-    if guide is not None:
-        ax.axhline(guide, color="gray", linestyle="--", linewidth=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel(label)
-    handles = [Line2D([], [], color=series_color("linear", shade), linewidth=1.2) for shade in (1 / depth, 1.0)]
-    ax.legend([*handles, Line2D([], [], color="black", linestyle=":")],
-              ["layer 1 (input side)", f"layer {depth} (output)", "whole network"], fontsize="x-small")
+    drawn_layer_curves(rows, ax, label, guide)
 
 
 def gsnr_curves(df: pd.DataFrame, ax: Axes) -> None:

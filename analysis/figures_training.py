@@ -213,17 +213,32 @@ def update_ratio_curves(df: pd.DataFrame, ax: Axes) -> None:
     if rows.empty:
         say_empty(ax, nothing_finite(df, "update ratio"))
         return
+    drawn_layer_curves(rows, ax, "update ratio ||ΔW|| / ||W||", UPDATE_RATIO_GUIDE, "1e-3 guide")
+
+
+def drawn_layer_curves(rows: pd.DataFrame, ax: Axes, label: str, guide: float | None = None,
+                       guide_label: str | None = None) -> None:
+    """Figures 8, 18a, 18b: rows (positive, finite, not empty) per drawn layer against step on a log scale, light
+    near the input and dark near the output (the legend's gray stands for the panel's color); the whole network's
+    rows (no layer), where there are some, dotted in black; a dashed gray guide, named in the legend if labelled."""
     depth = int(rows.depth.max())
     for layer in drawn_layers(depth):
         color = series_color(rows.activation.iloc[0], layer / depth)
         draw_series(ax, rows[rows.layer == layer], "step", log=True, color=color, linewidth=1.2)
-    ax.axhline(UPDATE_RATIO_GUIDE, color="gray", linestyle="--", linewidth=1)
+    handles = [Line2D([], [], color=series_color("linear", shade), linewidth=1.2) for shade in (1 / depth, 1.0)]
+    labels = ["layer 1 (input side)", f"layer {depth} (output)"]
+    whole = rows[rows.layer.isna()]
+    if not whole.empty:
+        draw_series(ax, whole, "step", log=True, color="black", linewidth=1.0, linestyle=":")
+        handles, labels = [*handles, Line2D([], [], color="black", linestyle=":")], [*labels, "whole network"]
+    if guide is not None:
+        ax.axhline(guide, color="gray", linestyle="--", linewidth=1)
+    if guide_label is not None:
+        handles, labels = [*handles, Line2D([], [], color="gray", linestyle="--", linewidth=1)], [*labels, guide_label]
     ax.set_yscale("log")
     ax.set_xlabel("training step")
-    ax.set_ylabel("update ratio ||ΔW|| / ||W||")
-    handles = [Line2D([], [], color=series_color("linear", shade), linewidth=1.2) for shade in (1 / depth, 1.0)]
-    ax.legend([*handles, Line2D([], [], color="gray", linestyle="--", linewidth=1)],
-              ["layer 1 (input side)", f"layer {depth} (output)", "1e-3 guide"], fontsize="x-small")
+    ax.set_ylabel(label)
+    ax.legend(handles, labels, fontsize="x-small")
 
 
 def nothing_finite(df: pd.DataFrame, what: str) -> str:
